@@ -1,0 +1,59 @@
+# The two promised commands: `make run` (the whole system) and `make test` (the whole suite).
+# Both work on a fresh Debian 12 machine with only Python 3.11: they create .venv, install the
+# pinned requirements and the Debian packages they need (redis-server; chromium for tests).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+
+.PHONY: run test lint format check-system-run check-system-test clean
+
+run: $(VENV)/.runtime check-system-run
+	$(PY) manage.py migrate --noinput
+	exec $(PY) manage.py runstack
+
+test: $(VENV)/.dev check-system-test
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+# Redis comes from Debian unless REDIS_URL points at a server of your own.
+check-system-run:
+	@if [ -z "$$REDIS_URL" ] && ! command -v redis-server >/dev/null; then \
+	  echo "Installing Debian's redis-server"; \
+	  $(SUDO) apt-get update -qq && $(APT_INSTALL) redis-server; \
+	fi
+
+check-system-test:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-sentinel >/dev/null || missing="$$missing redis-sentinel"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-liberation"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(APT_INSTALL) $$missing; \
+	fi
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

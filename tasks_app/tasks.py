@@ -1,0 +1,34 @@
+"""What the workers run. Kept small: progress goes to job.meta, the work lives elsewhere."""
+
+import time
+
+from django.conf import settings
+from rq import get_current_job
+
+# At least one progress report a second, as the status page promises.
+PROGRESS_INTERVAL_SECONDS = 0.5
+
+
+def sleep_task(task_type: int) -> bool:
+    """Sleep task_type x TASK_UNIT_SECONDS, reporting progress (0-100) in job.meta."""
+    duration = task_type * settings.TASK_UNIT_SECONDS
+    job = get_current_job()
+    started = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - started
+        if elapsed >= duration:
+            break
+        report_progress(job, int(100 * elapsed / duration))
+        time.sleep(min(PROGRESS_INTERVAL_SECONDS, duration - elapsed))
+    report_progress(job, 100)
+    return True
+
+
+def report_progress(job, percent: int) -> None:
+    """Store progress in the job's meta, where GET /tasks/<id> reads it."""
+    if job is None:  # run synchronously, outside a worker
+        return
+    if job.meta.get("progress") == percent:
+        return
+    job.meta["progress"] = percent
+    job.save_meta()

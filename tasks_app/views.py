@@ -1,0 +1,130 @@
+"""HTTP views: parse, call a service, shape a response.
+
+Two audiences: people (the page and the job page, CSRF-protected HTML forms) and scripts
+(POST /tasks and GET /tasks/<id>, JSON in the one shape of responses.py).
+"""
+
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from tasks_app import services
+from tasks_app.forms import TaskForm, UnreadableRequest, read_submission
+from tasks_app.responses import json_error, json_methods, json_success
+
+QUEUE_DOWN_MESSAGE = "The task queue is unavailable right now (Redis cannot be reached). Try again shortly."
+RETRY_AFTER = {"Retry-After": "5"}
+
+
+def with_headers(response: HttpResponse, headers: dict[str, str]) -> HttpResponse:
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+# --- Pages for people ---------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def index(request: HttpRequest) -> HttpResponse:
+    """Show the buttons; without JavaScript, a POST here enqueues and redirects to the job page."""
+    if request.method != "POST":
+        return render(request, "tasks_app/index.html", {"form": TaskForm()})
+    form = TaskForm(request.POST)
+    if not form.is_valid():
+        return render(request, "tasks_app/index.html", {"form": form}, status=400)
+    try:
+        task_id = services.enqueue_task(form.cleaned_data["type"])
+    except services.QueueUnavailable:
+        form.add_error(None, QUEUE_DOWN_MESSAGE)
+        return with_headers(render(request, "tasks_app/index.html", {"form": form}, status=503), RETRY_AFTER)
+    return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD"])
+def job_page(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Show one job's status; the page reloads itself until the job ends."""
+    try:
+        task = services.get_task_status(task_id)
+    except services.TaskNotFound:
+        return render(request, "tasks_app/job.html", {"task_id": task_id, "missing": True}, status=404)
+    except services.QueueUnavailable:
+        context = {"task_id": task_id, "unavailable": QUEUE_DOWN_MESSAGE}
+        return with_headers(render(request, "tasks_app/job.html", context, status=503), RETRY_AFTER)
+    return render(request, "tasks_app/job.html", {"task_id": task_id, "task": task})
+
+
+# --- JSON API for scripts -----------------------------------------------------------------------
+
+
+# The original app's clients (curl -F, jQuery's $.ajax) post without a CSRF token, and the API
+# acts for nobody in particular (no session, no user), so a forged request gains nothing.
+@csrf_exempt
+@json_methods(["POST"])
+def create_task(request: HttpRequest) -> HttpResponse:
+    """Enqueue a task from form data or JSON; answer 202 with its id and status URL."""
+    try:
+        submission = read_submission(request)
+    except UnreadableRequest as exc:
+        return json_error(str(exc), 400, errors={"type": [str(exc)]})
+    form = TaskForm(submission)
+    if not form.is_valid():
+        errors = {field: [str(message) for message in messages] for field, messages in form.errors.items()}
+        return json_error("The task could not be created: the input is invalid.", 400, errors=errors)
+    try:
+        task_id = services.enqueue_task(form.cleaned_data["type"])
+    except services.QueueUnavailable:
+        return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
+    status_url = request.build_absolute_uri(reverse("tasks_app:task_status", args=[task_id]))
+    response = json_success({"task_id": task_id}, status=202)
+    response["Location"] = status_url
+    return response
+
+
+@never_cache
+@json_methods(["GET", "HEAD"])
+def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Report a job's status, progress, times, result and error."""
+    try:
+        task = services.get_task_status(task_id)
+    except services.TaskNotFound:
+        return json_error(f"No task with id {task_id!r}: it does not exist or has expired.", 404)
+    except services.QueueUnavailable:
+        return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
+    return json_success(task.as_dict())
+
+
+# --- Error handlers (settings.DEBUG off) --------------------------------------------------------
+
+
+def wants_json(request: HttpRequest) -> bool:
+    """API paths and clients that ask for JSON get JSON errors."""
+    return request.path.startswith("/tasks") or "application/json" in request.headers.get("Accept", "")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if wants_json(request):
+        return json_error("Bad request.", 400)
+    return render(request, "400.html", status=400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if wants_json(request):
+        return json_error("Permission denied.", 403)
+    return render(request, "403.html", status=403)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if wants_json(request):
+        return json_error(f"Nothing at {request.path}.", 404)
+    return render(request, "404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if wants_json(request):
+        return json_error("Internal server error.", 500)
+    return render(request, "500.html", status=500)

@@ -1,0 +1,24 @@
+import fakeredis
+import pytest
+
+from tasks_app import services
+
+
+@pytest.fixture
+def fake_redis(monkeypatch):
+    """Route every Redis call of the services to an in-memory fakeredis server."""
+    server = fakeredis.FakeServer()
+    connection = fakeredis.FakeRedis(server=server)
+    monkeypatch.setattr(services, "get_connection", lambda queue_name=services.DEFAULT_QUEUE: connection)
+    return connection
+
+
+@pytest.fixture
+def down_redis(settings, monkeypatch):
+    """Point the queues at a loopback port where nothing listens."""
+    from tests.support.processes import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0?socket_connect_timeout=0.5&socket_timeout=1"
+    settings.RQ_QUEUES = {name: {**config, "URL": url} for name, config in settings.RQ_QUEUES.items()}
+    monkeypatch.setattr(services, "_connections", {})
+    return url

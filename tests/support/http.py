@@ -1,0 +1,39 @@
+"""A tiny HTTP client for tests that talk to a real server over loopback."""
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+def request(url: str, method: str = "GET", payload: Any = None, timeout: float = 10) -> Reply:
+    data = None if payload is None else json.dumps(payload).encode()
+    headers = {"Accept": "application/json"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return Reply(response.status, json.loads(response.read()), dict(response.headers))
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, json.loads(error.read()), dict(error.headers))
+
+
+def create_task(base_url: str, task_type: int) -> str:
+    reply = request(f"{base_url}/tasks", "POST", {"type": task_type})
+    assert reply.status == 202, reply.body
+    return reply.body["data"]["task_id"]
+
+
+def task_status(base_url: str, task_id: str) -> dict:
+    reply = request(f"{base_url}/tasks/{task_id}")
+    assert reply.status == 200, reply.body
+    return reply.body["data"]

@@ -1,0 +1,100 @@
+"""Start and stop the real processes the tests use: redis-server, rqworker, the whole stack."""
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """Ask the kernel for a free loopback port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], timeout: float, message: str, interval: float = 0.05) -> object:
+    """Poll condition until it returns something truthy, or fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def redis_pings(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def stop(process: subprocess.Popen, grace: float = 10) -> None:
+    """Stop a process started with start_new_session=True, and everything it forked."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def redis_server(data_dir: Path, *extra_args: str) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Run a private redis-server on a free loopback port; yield (port, process)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", ""]
+    command += ["--appendonly", "no", *extra_args]
+    log = open(data_dir / "redis.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: redis_pings(port) or process.poll() is not None, 10, f"redis-server on port {port}")
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited: {(data_dir / 'redis.log').read_text()}")
+        yield port, process
+    finally:
+        stop(process)
+        log.close()
+
+
+def manage_py(*args: str, env: dict[str, str], log_path: Path | None = None) -> subprocess.Popen:
+    """Start `python manage.py ARGS` from the project root in its own process group."""
+    output = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment for a child Django process: ours, minus the test runner's settings tweaks."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env["DJANGO_SETTINGS_MODULE"] = "taskqueue_site.settings"
+    env.update(overrides)
+    return env

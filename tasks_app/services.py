@@ -22,6 +22,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from tasks_app import tasks
+from tasks_app.signals import send_status_changed
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def enqueue_task(task_type: int, queue_name: str = DEFAULT_QUEUE) -> str:
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise QueueUnavailable(str(exc)) from exc
     logger.info("enqueued job_id=%s type=%s queue=%s", job.id, task_type, queue_name)
+    send_status_changed(job, job.get_status(refresh=False).value, queue.connection)
     return job.id
 
 

@@ -1,11 +1,13 @@
-"""The RQ worker class that `manage.py rqworker` runs (settings.RQ["WORKER_CLASS"])."""
+"""RQ worker classes for `manage.py rqworker` (settings.RQ["WORKER_CLASS"] and --worker-class)."""
 
-from rq import Worker
+from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
+from tasks_app.signals import send_status_changed
 
-class JSONWorker(Worker):
-    """A worker that always reads and writes jobs as JSON.
+
+class ReportingJSONMixin:
+    """Always read and write jobs as JSON, and report every status change.
 
     django-rq's `rqworker` passes `--serializer` (pickle by default) straight to the worker,
     whatever RQ_QUEUES says. Ignoring that argument keeps the plain command safe: a job
@@ -14,3 +16,24 @@ class JSONWorker(Worker):
 
     def __init__(self, *args, serializer=None, **kwargs):
         super().__init__(*args, serializer=JSONSerializer, **kwargs)
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        send_status_changed(job, "started", self.connection)
+
+    def handle_job_success(self, job, queue, started_job_registry) -> None:
+        super().handle_job_success(job, queue, started_job_registry)
+        send_status_changed(job, "finished", self.connection)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string: str = "") -> None:
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+        # failed, stopped, or queued/scheduled again when a retry policy applies
+        send_status_changed(job, job.get_status(refresh=True).value, self.connection)
+
+
+class JSONWorker(ReportingJSONMixin, Worker):
+    """The default: each job runs in a forked child, so a crashing job cannot kill the worker."""
+
+
+class InProcessJSONWorker(ReportingJSONMixin, SimpleWorker):
+    """Runs jobs inside the worker process: no fork per job, faster, but a job can crash it."""

@@ -4,6 +4,7 @@ Every knob is an environment variable; README.md lists them all. Production is s
 ``DJANGO_DEBUG=false`` plus a real ``DJANGO_SECRET_KEY`` and ``DJANGO_ALLOWED_HOSTS``.
 """
 
+import json
 from os import environ
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -198,6 +199,54 @@ RQ_API_TOKEN = environ.get("RQ_API_TOKEN", "")
 TASK_UNIT_SECONDS = env_float("TASK_UNIT_SECONDS", 10.0)
 # How long finished and failed jobs stay readable through GET /tasks/<id>.
 TASK_RESULT_TTL = int(env_float("TASK_RESULT_TTL", 24 * 3600))
+
+
+def task_policies(defaults: dict[str, dict], raw: str) -> dict[str, dict]:
+    """Merge TASK_POLICIES (JSON, such as {"sleep": {"timeout": 90}}) onto the defaults."""
+    if not raw.strip():
+        return defaults
+    try:
+        overrides = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"TASK_POLICIES is not valid JSON: {exc}") from None
+    policies = {kind: dict(policy) for kind, policy in defaults.items()}
+    for kind, policy in overrides.items() if isinstance(overrides, dict) else [(None, None)]:
+        if kind not in policies or not isinstance(policy, dict) or not set(policy) <= set(policies[kind]):
+            raise ImproperlyConfigured(
+                f"TASK_POLICIES: unknown task kind or field in {kind!r}; kinds are {sorted(policies)}, "
+                "fields are timeout, max_retries and retry_intervals"
+            )
+        policies[kind].update(policy)
+    for kind, policy in policies.items():
+        intervals = policy["retry_intervals"]
+        valid = (
+            isinstance(policy["timeout"], int)
+            and policy["timeout"] > 0
+            and isinstance(policy["max_retries"], int)
+            and policy["max_retries"] >= 0
+            and isinstance(intervals, list)
+            and all(isinstance(seconds, int) and seconds >= 0 for seconds in intervals)
+        )
+        if not valid:
+            raise ImproperlyConfigured(
+                f"TASK_POLICIES[{kind!r}]: timeout must be a positive integer, max_retries a whole number "
+                "and retry_intervals a list of whole seconds"
+            )
+    return policies
+
+
+# Per kind of task: the job timeout (seconds), how many times a failure is retried, and the
+# waits between attempts (the last one repeats). Override any of it with TASK_POLICIES (JSON).
+TASK_POLICIES = task_policies(
+    {
+        "sleep": {
+            "timeout": int(max(60, 6 * TASK_UNIT_SECONDS)),
+            "max_retries": 2,
+            "retry_intervals": [5, 30],
+        },
+    },
+    environ.get("TASK_POLICIES", ""),
+)
 
 # --- Logging ------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooMa
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 
-from tasks_app.services import TASK_TYPES
+from tasks_app.services import MAX_DELAY_SECONDS, TASK_TYPES
 
 FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 JSON_CONTENT_TYPES = {"application/json"}
@@ -24,6 +24,27 @@ class TaskForm(forms.Form):
             "invalid": "The task type must be a whole number.",
         },
     )
+    delay = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_DELAY_SECONDS,
+        label="Start after (seconds)",
+        error_messages={"invalid": "The delay must be a whole number of seconds."},
+        widget=forms.NumberInput(attrs={"placeholder": "0", "min": 0, "max": MAX_DELAY_SECONDS, "step": 1}),
+    )
+    queue = forms.ChoiceField(
+        required=False,
+        choices=[(name, name.capitalize()) for name in settings.TASK_QUEUES],
+        initial="default",
+        label="Priority",
+        error_messages={"invalid_choice": "The queue must be one of: " + ", ".join(settings.TASK_QUEUES) + "."},
+    )
+
+    def clean_delay(self) -> int:
+        return self.cleaned_data["delay"] or 0
+
+    def clean_queue(self) -> str:
+        return self.cleaned_data["queue"] or "default"
 
 
 class UnreadableRequest(Exception):

@@ -1,13 +1,13 @@
-"""The one place that talks to RQ: enqueue a task, look one up.
+"""The one place that talks to RQ: enqueue, look up, cancel and requeue tasks.
 
 Views call these functions and turn their exceptions into HTTP answers; nothing else in
-the app imports rq or redis directly.
+the app builds queues or fetches jobs.
 """
 
 import logging
 import re
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import django_rq
@@ -16,9 +16,12 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
-from rq.exceptions import DeserializationError, NoSuchJobError
+from redis.retry import Retry as RedisRetry
+from rq import Retry
+from rq.command import send_stop_job_command
+from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from tasks_app import tasks
@@ -28,8 +31,11 @@ logger = logging.getLogger(__name__)
 
 TASK_TYPES = (0, 1, 2, 3)
 DEFAULT_QUEUE = "default"
-# Statuses after which a job never changes again; pollers stop here.
+# Statuses after which a job never changes again; pollers and streams stop here.
 TERMINAL_STATUSES = frozenset({"finished", "failed", "stopped", "canceled"})
+# Waiting statuses: cancelling one of these means it never runs.
+WAITING_STATUSES = frozenset({"queued", "scheduled", "deferred"})
+MAX_DELAY_SECONDS = 7 * 24 * 3600
 
 # RQ makes ids with uuid4(); anything outside this alphabet cannot be one of ours and is
 # refused before it reaches Redis (no key games with ':' or '*', no path tricks).
@@ -44,6 +50,21 @@ class TaskNotFound(Exception):
     """No job with that id exists, or it has expired."""
 
 
+class TaskStateConflict(Exception):
+    """The job's status does not allow the operation (HTTP 409)."""
+
+    def __init__(self, message: str, status: str):
+        super().__init__(message)
+        self.status = status
+
+
+class TaskAlreadyEnded(TaskStateConflict):
+    """The job has finished, failed, stopped or been canceled: there is nothing to cancel."""
+
+    def __init__(self, task_id: str, status: str):
+        super().__init__(f"Task {task_id} has already ended ({status}).", status)
+
+
 @dataclass(frozen=True)
 class TaskStatus:
     task_id: str
@@ -54,6 +75,10 @@ class TaskStatus:
     started_at: str | None
     ended_at: str | None
     error: str | None
+    queue: str
+    attempt: int
+    max_attempts: int
+    scheduled_for: str | None
 
     @property
     def is_terminal(self) -> bool:
@@ -76,42 +101,90 @@ def get_connection(queue_name: str = DEFAULT_QUEUE) -> Redis:
     url = settings.RQ_QUEUES[queue_name]["URL"]
     connection = _connections.get(url)
     if connection is None:
-        connection = Redis.from_url(url, retry=Retry(NoBackoff(), 0))
+        connection = Redis.from_url(url, retry=RedisRetry(NoBackoff(), 0))
         _connections[url] = connection
     return connection
 
 
-def enqueue_task(task_type: int, queue_name: str = DEFAULT_QUEUE) -> str:
-    """Put a sleep task on a queue and return its job id."""
+def task_policy(kind: str) -> dict[str, Any]:
+    """Return the timeout and retry policy of a kind of task (settings.TASK_POLICIES)."""
+    return settings.TASK_POLICIES[kind]
+
+
+def enqueue_task(
+    task_type: int,
+    *,
+    queue_name: str = DEFAULT_QUEUE,
+    delay: int = 0,
+    submitter: dict[str, Any] | None = None,
+) -> str:
+    """Put a sleep task on a queue, now or after `delay` seconds, and return its job id."""
     if task_type not in TASK_TYPES:
         raise ValueError(f"unknown task type {task_type!r}")
+    return enqueue_call(
+        tasks.sleep_task,
+        (task_type,),
+        kind="sleep",
+        description=f"Sleep task, type {task_type}",
+        meta={"task_type": task_type},
+        queue_name=queue_name,
+        delay=delay,
+        submitter=submitter,
+    )
+
+
+def enqueue_call(
+    func: Any,
+    args: tuple,
+    *,
+    kind: str,
+    description: str,
+    meta: dict[str, Any] | None = None,
+    queue_name: str = DEFAULT_QUEUE,
+    delay: int = 0,
+    submitter: dict[str, Any] | None = None,
+) -> str:
+    """Enqueue any job under the timeout and retry policy of its kind; return its id."""
+    if queue_name not in settings.TASK_QUEUES:
+        raise ValueError(f"unknown queue {queue_name!r}")
+    if not 0 <= delay <= MAX_DELAY_SECONDS:
+        raise ValueError(f"delay must be between 0 and {MAX_DELAY_SECONDS} seconds")
+    policy = task_policy(kind)
+    retry = Retry(max=policy["max_retries"], interval=policy["retry_intervals"]) if policy["max_retries"] else None
     queue = django_rq.get_queue(queue_name, connection=get_connection(queue_name))
+    options = {
+        "description": description,
+        "meta": {
+            "progress": 0,
+            "kind": kind,
+            "max_attempts": policy["max_retries"] + 1,
+            "submitted_by": submitter or {},
+            **(meta or {}),
+        },
+        "job_timeout": policy["timeout"],
+        "retry": retry,
+        "result_ttl": settings.TASK_RESULT_TTL,
+        "failure_ttl": settings.TASK_RESULT_TTL,
+    }
     try:
-        job = queue.enqueue(
-            tasks.sleep_task,
-            task_type,
-            description=f"Sleep task, type {task_type}",
-            meta={"progress": 0, "task_type": task_type},
-            result_ttl=settings.TASK_RESULT_TTL,
-            failure_ttl=settings.TASK_RESULT_TTL,
-        )
+        if delay:
+            job = queue.enqueue_in(timedelta(seconds=delay), func, *args, **options)
+        else:
+            job = queue.enqueue(func, *args, **options)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise QueueUnavailable(str(exc)) from exc
-    logger.info("enqueued job_id=%s type=%s queue=%s", job.id, task_type, queue_name)
+    logger.info("enqueued job_id=%s kind=%s queue=%s delay=%s", job.id, kind, queue_name, delay)
     send_status_changed(job, job.get_status(refresh=False).value, queue.connection)
     return job.id
 
 
-def get_task_status(task_id: str) -> TaskStatus:
-    """Read a job's status, progress, result and error from Redis."""
+def fetch_job(task_id: str) -> Job:
+    """Fetch one of our jobs, refusing ids that cannot be ours and payloads that are not JSON."""
     if not TASK_ID_PATTERN.match(task_id):
         raise TaskNotFound(task_id)
     try:
         job = Job.fetch(task_id, connection=get_connection(), serializer=JSONSerializer)
         job.func_name  # noqa: B018 - decodes the payload now, so a non-JSON job is refused here
-        status = job.get_status(refresh=False)
-        result = job.return_value() if status == JobStatus.FINISHED else None
-        error = failure_message(job) if status == JobStatus.FAILED else None
     except NoSuchJobError:
         raise TaskNotFound(task_id) from None
     except DeserializationError:
@@ -120,24 +193,103 @@ def get_task_status(task_id: str) -> TaskStatus:
         raise TaskNotFound(task_id) from None
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise QueueUnavailable(str(exc)) from exc
+    return job
 
-    progress = 100 if status == JobStatus.FINISHED else int(job.meta.get("progress", 0))
+
+def get_task_status(task_id: str) -> TaskStatus:
+    """Read a job's status, progress, result and error from Redis."""
+    job = fetch_job(task_id)
+    try:
+        return status_of(job)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
+
+
+def status_of(job: Job, status: str | None = None) -> TaskStatus:
+    """Describe a job as the API shows it. Pass `status` when it is already known."""
+    if status is None:
+        status = job.get_status(refresh=False).value
+    result = job.return_value() if status == JobStatus.FINISHED else None
+    error = failure_message(job) if status in {JobStatus.FAILED, JobStatus.STOPPED} else None
+    max_attempts = int(job.meta.get("max_attempts", 1))
+    retries_left = job.retries_left if job.retries_left is not None else max_attempts - 1
+    scheduled_for = None
+    if status == JobStatus.SCHEDULED:
+        registry = ScheduledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)
+        scheduled_for = iso_utc(registry.get_scheduled_time(job.id))
     return TaskStatus(
         task_id=job.id,
-        task_status=str(status.value if isinstance(status, JobStatus) else status),
+        task_status=status,
         task_result=result,
-        progress=progress,
+        progress=100 if status == JobStatus.FINISHED else int(job.meta.get("progress", 0)),
         enqueued_at=iso_utc(job.enqueued_at),
         started_at=iso_utc(job.started_at),
         ended_at=iso_utc(job.ended_at),
         error=error,
+        queue=job.origin,
+        attempt=max(1, max_attempts - retries_left),
+        max_attempts=max_attempts,
+        scheduled_for=scheduled_for,
     )
 
 
+def cancel_task(task_id: str) -> str:
+    """Cancel a waiting job, or stop a running one; return the status it ends with.
+
+    A queued, scheduled or deferred job becomes `canceled` at once. A started job is sent
+    RQ's stop command: its worker kills the job and marks it `stopped`, which the caller
+    sees shortly after. A job that has already ended raises TaskAlreadyEnded.
+    """
+    job = fetch_job(task_id)
+    try:
+        status = job.get_status(refresh=False).value
+        if status in TERMINAL_STATUSES:
+            raise TaskAlreadyEnded(task_id, status)
+        if status == JobStatus.STARTED:
+            send_stop_job_command(job.connection, job.id, serializer=JSONSerializer)
+            logger.info("stop requested job_id=%s", job.id)
+            return JobStatus.STOPPED.value
+        job.cancel()
+        # A scheduled job also sits in the scheduled registry, which cancel() leaves alone.
+        ScheduledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer).remove(job)
+    except InvalidJobOperation:
+        raise TaskAlreadyEnded(task_id, JobStatus.CANCELED.value) from None
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
+    logger.info("canceled job_id=%s", job.id)
+    send_status_changed(job, JobStatus.CANCELED.value, job.connection)
+    return JobStatus.CANCELED.value
+
+
+def requeue_task(task_id: str) -> str:
+    """Put a failed, stopped or canceled job back on its queue; return its new status."""
+    job = fetch_job(task_id)
+    try:
+        status = job.get_status(refresh=False).value
+        if status not in {"failed", "stopped", "canceled"}:
+            message = f"Task {task_id} is {status}; only failed, stopped or canceled tasks can be requeued."
+            raise TaskStateConflict(message, status)
+        job.meta["progress"] = 0
+        job.save_meta()
+        registry = job.canceled_job_registry if status == "canceled" else job.failed_job_registry
+        registry.requeue(job)
+    except InvalidJobOperation:
+        raise TaskStateConflict(f"Task {task_id} is no longer in the {status} registry.", status) from None
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
+    logger.info("requeued job_id=%s", job.id)
+    send_status_changed(job, JobStatus.QUEUED.value, job.connection)
+    return JobStatus.QUEUED.value
+
+
 def failure_message(job: Job) -> str:
-    """Return the last line of a failed job's traceback, such as 'ValueError: boom'."""
+    """Say why a job failed or stopped, in one line: 'ValueError: boom', a timeout, a stop."""
     result = job.latest_result()
     exc_string = (result.exc_string if result else None) or ""
+    if "JobTimeoutException" in exc_string:
+        return f"Timed out: the task ran longer than its limit of {job.timeout} seconds."
+    if job.get_status(refresh=False) == JobStatus.STOPPED:
+        return "Stopped on request while running."
     lines = [line for line in exc_string.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "The job failed without an error message."
 

@@ -7,7 +7,9 @@ app_name = "tasks_app"
 urlpatterns = [
     path("", views.index, name="index"),
     path("jobs/<str:task_id>", views.job_page, name="job_page"),
+    path("jobs/<str:task_id>/cancel", views.job_page_cancel, name="job_page_cancel"),
     # The original app's routes, without a trailing slash; one is tolerated.
     re_path(r"^tasks/?$", views.create_task, name="create_task"),
     re_path(r"^tasks/(?P<task_id>[^/]+)/?$", views.task_status, name="task_status"),
+    re_path(r"^tasks/(?P<task_id>[^/]+)/cancel/?$", views.cancel_task, name="cancel_task"),
 ]

@@ -37,7 +37,7 @@ def index(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "tasks_app/index.html", {"form": form}, status=400)
     try:
-        task_id = services.enqueue_task(form.cleaned_data["type"])
+        task_id = enqueue_from_form(request, form)
     except services.QueueUnavailable:
         form.add_error(None, QUEUE_DOWN_MESSAGE)
         return with_headers(render(request, "tasks_app/index.html", {"form": form}, status=503), RETRY_AFTER)
@@ -58,6 +58,21 @@ def job_page(request: HttpRequest, task_id: str) -> HttpResponse:
     return render(request, "tasks_app/job.html", {"task_id": task_id, "task": task})
 
 
+@require_http_methods(["POST"])
+def job_page_cancel(request: HttpRequest, task_id: str) -> HttpResponse:
+    """The job page's Cancel button (CSRF-protected form); back to the job page either way."""
+    try:
+        services.cancel_task(task_id)
+    except services.TaskNotFound:
+        return render(request, "tasks_app/job.html", {"task_id": task_id, "missing": True}, status=404)
+    except services.QueueUnavailable:
+        context = {"task_id": task_id, "unavailable": QUEUE_DOWN_MESSAGE}
+        return with_headers(render(request, "tasks_app/job.html", context, status=503), RETRY_AFTER)
+    except services.TaskStateConflict:
+        pass  # it ended meanwhile; the page shows how
+    return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
+
+
 # --- JSON API for scripts -----------------------------------------------------------------------
 
 
@@ -76,7 +91,7 @@ def create_task(request: HttpRequest) -> HttpResponse:
         errors = {field: [str(message) for message in messages] for field, messages in form.errors.items()}
         return json_error("The task could not be created: the input is invalid.", 400, errors=errors)
     try:
-        task_id = services.enqueue_task(form.cleaned_data["type"])
+        task_id = enqueue_from_form(request, form)
     except services.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     status_url = request.build_absolute_uri(reverse("tasks_app:task_status", args=[task_id]))
@@ -96,6 +111,46 @@ def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
     except services.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     return json_success(task.as_dict())
+
+
+# Cancelling needs the id, an unguessable uuid4 that only the submitter was given; there is
+# no session to ride on, so no CSRF token is asked for (as for POST /tasks).
+@csrf_exempt
+@json_methods(["POST"])
+def cancel_task(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Cancel a waiting task (200, canceled) or stop a running one (202, stop requested)."""
+    try:
+        outcome = services.cancel_task(task_id)
+    except services.TaskNotFound:
+        return json_error(f"No task with id {task_id!r}: it does not exist or has expired.", 404)
+    except services.TaskStateConflict as exc:
+        return json_error(str(exc), 409, errors={"task_status": [exc.status]})
+    except services.QueueUnavailable:
+        return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
+    if outcome == "stopped":
+        return json_success({"task_id": task_id, "task_status": "started", "stop_requested": True}, status=202)
+    return json_success({"task_id": task_id, "task_status": outcome, "stop_requested": False})
+
+
+def enqueue_from_form(request: HttpRequest, form: TaskForm) -> str:
+    """Enqueue a validated submission, recording who sent it."""
+    return services.enqueue_task(
+        form.cleaned_data["type"],
+        queue_name=form.cleaned_data["queue"],
+        delay=form.cleaned_data["delay"],
+        submitter=submitter_of(request),
+    )
+
+
+def submitter_of(request: HttpRequest) -> dict[str, object]:
+    """Who sent a request: the logged-in user if any, and the client address."""
+    user = getattr(request, "user", None)
+    authenticated = bool(user and user.is_authenticated)
+    return {
+        "user_id": user.pk if authenticated else None,
+        "username": user.get_username() if authenticated else "",
+        "ip": request.META.get("REMOTE_ADDR", ""),
+    }
 
 
 # --- Error handlers (settings.DEBUG off) --------------------------------------------------------

@@ -148,6 +148,10 @@ def test_status_of_a_queued_task(fake_redis):
         "started_at",
         "ended_at",
         "error",
+        "queue",
+        "attempt",
+        "max_attempts",
+        "scheduled_for",
     }
     assert data["task_id"] == task_id
     assert data["task_status"] == "queued"
@@ -155,6 +159,7 @@ def test_status_of_a_queued_task(fake_redis):
     assert data["task_result"] is None and data["error"] is None
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", data["enqueued_at"])
     assert data["started_at"] is None and data["ended_at"] is None
+    assert (data["queue"], data["attempt"], data["max_attempts"], data["scheduled_for"]) == ("default", 1, 3, None)
 
 
 @pytest.mark.parametrize(

@@ -5,3 +5,8 @@ class TasksAppConfig(AppConfig):
     name = "tasks_app"
     verbose_name = "Tasks"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from tasks_app import events, signals
+
+        signals.job_status_changed.connect(events.publish_status_change, dispatch_uid="tasks_app.events")

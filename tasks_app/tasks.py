@@ -5,6 +5,8 @@ import time
 from django.conf import settings
 from rq import get_current_job
 
+from tasks_app import events
+
 # At least one progress report a second, as the status page promises.
 PROGRESS_INTERVAL_SECONDS = 0.5
 
@@ -32,3 +34,4 @@ def report_progress(job, percent: int) -> None:
         return
     job.meta["progress"] = percent
     job.save_meta()
+    events.publish_progress(job)

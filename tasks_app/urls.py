@@ -10,6 +10,8 @@ urlpatterns = [
     path("jobs/<str:task_id>/cancel", views.job_page_cancel, name="job_page_cancel"),
     # The original app's routes, without a trailing slash; one is tolerated.
     re_path(r"^tasks/?$", views.create_task, name="create_task"),
+    re_path(r"^tasks/events/?$", views.tasks_events, name="tasks_events"),
     re_path(r"^tasks/(?P<task_id>[^/]+)/?$", views.task_status, name="task_status"),
     re_path(r"^tasks/(?P<task_id>[^/]+)/cancel/?$", views.cancel_task, name="cancel_task"),
+    re_path(r"^tasks/(?P<task_id>[^/]+)/events/?$", views.task_events, name="task_events"),
 ]

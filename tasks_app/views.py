@@ -4,14 +4,16 @@ Two audiences: people (the page and the job page, CSRF-protected HTML forms) and
 (POST /tasks and GET /tasks/<id>, JSON in the one shape of responses.py).
 """
 
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from tasks_app import services
+from tasks_app import events, services
 from tasks_app.forms import TaskForm, UnreadableRequest, read_submission
 from tasks_app.responses import json_error, json_methods, json_success
 
@@ -111,6 +113,62 @@ def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
     except services.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     return json_success(task.as_dict())
+
+
+MAX_STREAMED_TASKS = 50
+
+
+@never_cache
+async def task_events(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Stream one task's status and progress changes as Server-Sent Events until it ends."""
+    return await event_stream(request, [task_id], single=True)
+
+
+@never_cache
+async def tasks_events(request: HttpRequest) -> HttpResponse:
+    """Stream several tasks at once (?id=...&id=...): the page's one connection for all its rows."""
+    task_ids = list(dict.fromkeys(request.GET.getlist("id")))
+    if not task_ids:
+        return json_error("Name at least one task: ?id=<task_id>.", 400, errors={"id": ["This field is required."]})
+    if len(task_ids) > MAX_STREAMED_TASKS:
+        message = f"At most {MAX_STREAMED_TASKS} tasks per stream."
+        return json_error(message, 400, errors={"id": [message]})
+    return await event_stream(request, task_ids, single=False)
+
+
+async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return json_error(f"Method {request.method} is not allowed here; use GET.", 405, headers={"Allow": "GET, HEAD"})
+    if single:
+        try:  # an unknown task is a 404 before any stream starts
+            await sync_to_async(services.get_task_status, thread_sensitive=False)(task_ids[0])
+        except services.TaskNotFound:
+            return json_error(f"No task with id {task_ids[0]!r}: it does not exist or has expired.", 404)
+        except services.QueueUnavailable:
+            return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
+    if isinstance(request, ASGIRequest):
+        try:
+            queue = await events.hub().listen(task_ids)
+        except TimeoutError:
+            return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
+        body = events.stream_async(task_ids, queue, read_status_or_none, is_terminal)
+    else:
+        body = events.stream_sync(task_ids, read_status_or_none, is_terminal, services.get_connection())
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
+    return response
+
+
+def read_status_or_none(task_id: str) -> dict | None:
+    try:
+        return services.get_task_status(task_id).as_dict()
+    except services.TaskNotFound:
+        return None
+
+
+def is_terminal(status: str) -> bool:
+    return status in services.TERMINAL_STATUSES
 
 
 # Cancelling needs the id, an unguessable uuid4 that only the submitter was given; there is

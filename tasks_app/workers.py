@@ -27,6 +27,8 @@ class ReportingJSONMixin:
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string: str = "") -> None:
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+        # The job ran in a forked child: this process's copy has stale meta (progress).
+        job.get_meta(refresh=True)
         # failed, stopped, or queued/scheduled again when a retry policy applies
         send_status_changed(job, job.get_status(refresh=True).value, self.connection)
 

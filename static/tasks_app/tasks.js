@@ -1,10 +1,13 @@
-// Submits tasks with fetch and keeps one table row per task current by polling its JSON status.
-// Without this module the form still works: it posts and redirects to the job's own page.
+// Submits tasks with fetch and keeps one table row per task current. Updates are pushed over one
+// Server-Sent Events stream for all unfinished rows; if streaming is unavailable, each row polls
+// its JSON status once a second instead. Without this module the form still works: it posts and
+// redirects to the job's own page.
 
 const STORAGE_KEY = "taskqueue.tasks";
 const MAX_REMEMBERED = 50;
 const POLL_INTERVAL_MS = 1000;
 const TERMINAL = new Set(["finished", "failed", "stopped", "canceled", "expired"]);
+const CANCELLABLE = new Set(["queued", "scheduled", "deferred", "started"]);
 const TYPE_NAMES = { 0: "Instant", 1: "Short", 2: "Medium", 3: "Long" };
 
 const form = document.querySelector("#task-form");
@@ -12,6 +15,11 @@ const table = document.querySelector("#tasks tbody");
 const notice = document.querySelector("#notice");
 const emptyHint = document.querySelector("#no-tasks");
 const rows = new Map();
+const active = new Set(); // rows still waiting for their task to end
+const polling = new Set();
+const latest = new Map(); // the last status seen per task
+let source = null;
+let streamingBroken = !("EventSource" in window);
 
 function urlFor(template, taskId) {
   return template.replace("TASK_ID", encodeURIComponent(taskId));
@@ -69,12 +77,20 @@ function addRow(task) {
   percent.dataset.field = "percent";
   percent.textContent = "0%";
 
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "secondary cancel";
+  cancel.textContent = "Cancel";
+  cancel.addEventListener("click", () => cancelTask(task.id, cancel));
+
   const cells = [
     ["id", link],
     ["type", document.createTextNode(TYPE_NAMES[task.type] ?? String(task.type))],
     ["status", document.createTextNode("queued")],
     ["progress", progress],
+    ["attempt", document.createTextNode("")],
     ["result", document.createTextNode("")],
+    ["actions", cancel],
   ];
   for (const [name, content] of cells) {
     const td = document.createElement("td");
@@ -98,15 +114,95 @@ function updateRow(row, data) {
   const progress = Number.isFinite(data.progress) ? data.progress : 0;
   row.querySelector("progress").value = progress;
   row.querySelector('[data-field="percent"]').textContent = `${progress}%`;
+  cell(row, "attempt").textContent = data.max_attempts ? `${data.attempt} of ${data.max_attempts}` : "";
   let result = "";
   if (data.error) result = data.error;
   else if (data.task_result !== null && data.task_result !== undefined) result = JSON.stringify(data.task_result);
+  else if (status === "scheduled" && data.scheduled_for) result = `starts ${new Date(data.scheduled_for).toLocaleTimeString()}`;
   cell(row, "result").textContent = result;
+  const cancel = row.querySelector("button.cancel");
+  cancel.hidden = !CANCELLABLE.has(status);
+  if (status !== "started" || cancel.dataset.stopping !== "true") {
+    cancel.disabled = false;
+    cancel.textContent = "Cancel";
+  }
 }
 
-async function poll(taskId) {
+function handleStatus(data) {
+  const row = rows.get(data.task_id);
+  if (!row) return;
+  latest.set(data.task_id, data);
+  clearNotice();
+  updateRow(row, data);
+  if (TERMINAL.has(data.task_status)) finish(data.task_id);
+}
+
+function finish(taskId) {
+  active.delete(taskId);
+  if (source && active.size === 0) {
+    source.close();
+    source = null;
+  }
+}
+
+function markExpired(taskId) {
   const row = rows.get(taskId);
-  if (!row || !row.isConnected) return;
+  if (row) updateRow(row, { task_status: "expired", progress: 0, task_result: null, error: "No longer known to the queue." });
+  remember(remembered().filter((item) => item.id !== taskId));
+  finish(taskId);
+}
+
+// --- Push: one EventSource for every unfinished row -----------------------------------------
+
+function watch(taskId) {
+  active.add(taskId);
+  if (streamingBroken) poll(taskId);
+  else openStream();
+}
+
+function openStream() {
+  if (source) source.close();
+  source = null;
+  if (active.size === 0) return;
+  const url = new URL(form.dataset.eventsUrl, window.location.href);
+  for (const taskId of active) url.searchParams.append("id", taskId);
+  const stream = new EventSource(url);
+  let received = false;
+  stream.addEventListener("status", (event) => {
+    received = true;
+    handleStatus(JSON.parse(event.data));
+  });
+  stream.addEventListener("missing", (event) => {
+    received = true;
+    markExpired(JSON.parse(event.data).task_id);
+  });
+  stream.addEventListener("error", () => {
+    // After a good start the browser reconnects by itself (and the server resends statuses).
+    // A stream that was refused or never delivered anything: fall back to polling.
+    if (stream.readyState === EventSource.CLOSED || !received) {
+      stream.close();
+      if (source === stream) source = null;
+      streamingBroken = true;
+      for (const taskId of active) poll(taskId);
+    }
+  });
+  source = stream;
+}
+
+// --- Pull: poll the JSON status once a second ------------------------------------------------
+
+function poll(taskId) {
+  if (polling.has(taskId)) return;
+  polling.add(taskId);
+  pollOnce(taskId);
+}
+
+async function pollOnce(taskId) {
+  const row = rows.get(taskId);
+  if (!row || !row.isConnected || !active.has(taskId)) {
+    polling.delete(taskId);
+    return;
+  }
   let delay = POLL_INTERVAL_MS;
   try {
     const response = await fetch(urlFor(form.dataset.statusUrl, taskId), {
@@ -115,13 +211,9 @@ async function poll(taskId) {
     });
     const body = await response.json().catch(() => null);
     if (response.ok && body?.status === "success") {
-      clearNotice();
-      updateRow(row, body.data);
-      if (TERMINAL.has(body.data.task_status)) return;
+      handleStatus(body.data);
     } else if (response.status === 404) {
-      updateRow(row, { task_status: "expired", progress: 0, task_result: null, error: "No longer known to the queue." });
-      remember(remembered().filter((item) => item.id !== taskId));
-      return;
+      markExpired(taskId);
     } else {
       showNotice(errorText(body, `Could not read the status of task ${taskId} (HTTP ${response.status}).`));
       delay = POLL_INTERVAL_MS * 3;
@@ -130,18 +222,48 @@ async function poll(taskId) {
     showNotice("The server cannot be reached. Retrying…");
     delay = POLL_INTERVAL_MS * 3;
   }
-  setTimeout(() => poll(taskId), delay);
+  setTimeout(() => pollOnce(taskId), delay);
 }
+
+async function cancelTask(taskId, button) {
+  button.disabled = true;
+  try {
+    const response = await fetch(urlFor(form.dataset.cancelUrl, taskId), {
+      method: "POST",
+      headers: { Accept: "application/json" },
+    });
+    const body = await response.json().catch(() => null);
+    if (response.status === 202) {
+      button.dataset.stopping = "true";
+      button.textContent = "Stopping…";
+      return;
+    }
+    if (response.ok) {
+      handleStatus({ progress: 0, ...latest.get(taskId), ...body.data });
+      return;
+    }
+    showNotice(errorText(body, `The task could not be canceled (HTTP ${response.status}).`));
+  } catch {
+    showNotice("The server cannot be reached. The task was not canceled.");
+  }
+  button.disabled = false;
+}
+
 
 async function submitTask(type) {
   clearNotice();
+  const fields = new FormData(form);
+  const payload = { type };
+  const delay = String(fields.get("delay") ?? "").trim();
+  if (delay !== "") payload.delay = /^\d+$/.test(delay) ? Number(delay) : delay;
+  if (fields.get("queue")) payload.queue = fields.get("queue");
   let response;
   let body = null;
   try {
     response = await fetch(form.dataset.createUrl, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ type }),
+      body: JSON.stringify(payload),
     });
     body = await response.json().catch(() => null);
   } catch {
@@ -155,7 +277,8 @@ async function submitTask(type) {
   const task = { id: body.data.task_id, type, submittedAt: new Date().toISOString() };
   remember([task, ...remembered().filter((item) => item.id !== task.id)]);
   addRow(task);
-  poll(task.id);
+  streamingBroken = !("EventSource" in window); // a new task is a good moment to try pushing again
+  watch(task.id);
 }
 
 form.addEventListener("submit", (event) => {
@@ -179,5 +302,6 @@ document.querySelector("#clear-finished").addEventListener("click", () => {
 // Tasks started from this browser before a reload: oldest first, so the newest ends on top.
 for (const task of remembered().reverse()) {
   addRow(task);
-  poll(task.id);
+  streamingBroken = !("EventSource" in window); // a new task is a good moment to try pushing again
+  watch(task.id);
 }

@@ -21,7 +21,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in the main thread while it
+# is open, which would stop later tests (outside tests/browser) from running async code.
+@pytest.fixture(scope="package")
 def browser():
     # Playwright's sync API runs an event loop in this thread; Django would then refuse the
     # test database calls that fixtures make here, although nothing async touches them.

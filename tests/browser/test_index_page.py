@@ -72,3 +72,59 @@ def test_without_javascript_the_form_posts_and_the_job_page_refreshes(live_serve
         expect(page.locator("#job-status")).to_have_text("finished", timeout=15_000)
     finally:
         context.close()
+
+
+def test_rows_follow_pushed_events_alone_and_cancel_works(live_server, page, start_worker):  # noqa: F811
+    polls = []
+
+    def refuse_polling(route):
+        polls.append(route.request.url)
+        route.abort()
+
+    # Any GET /tasks/<id> poll fails the test: updates must arrive through the event stream.
+    page.route(__import__("re").compile(r".*/tasks/[0-9a-f-]{36}$"), refuse_polling)
+    start_worker(burst=False, unit_seconds=1)
+    page.goto(live_server.url + "/")
+
+    page.get_by_role("button", name="Short").click()
+    page.get_by_role("button", name="Long").click()
+    rows = page.locator("#tasks tbody tr")
+    expect(rows).to_have_count(2)
+    long_row, short_row = rows.nth(0), rows.nth(1)
+
+    # One worker: Long waits behind Short, so cancelling it stops it from ever running.
+    long_row.get_by_role("button", name="Cancel").click()
+    expect(long_row.locator('[data-field="status"]')).to_have_text("canceled")
+    expect(long_row.get_by_role("button", name="Cancel")).to_be_hidden()
+    expect(short_row.locator('[data-field="status"]')).to_have_text("finished", timeout=15_000)
+    expect(short_row.locator('[data-field="result"]')).to_have_text("true")
+    assert polls == []
+
+
+def test_a_running_task_can_be_stopped_from_its_row(live_server, page, start_worker):  # noqa: F811
+    start_worker(burst=False, unit_seconds=30)
+    page.goto(live_server.url + "/")
+    page.get_by_role("button", name="Short").click()
+    row = page.locator("#tasks tbody tr").first
+    expect(row.locator('[data-field="status"]')).to_have_text("started", timeout=10_000)
+    row.get_by_role("button", name="Cancel").click()
+    expect(row.locator('[data-field="status"]')).to_have_text("stopped", timeout=10_000)
+    expect(row.locator('[data-field="result"]')).to_have_text("Stopped on request while running.")
+
+
+def test_delay_and_priority_from_the_form(live_server, page, real_redis):  # noqa: F811
+    page.goto(live_server.url + "/")
+    page.get_by_label("Start after (seconds)").fill("60")
+    page.get_by_label("Priority").select_option("high")
+    page.get_by_role("button", name="Medium").click()
+    row = page.locator("#tasks tbody tr").first
+    expect(row.locator('[data-field="status"]')).to_have_text("scheduled")
+    expect(row.locator('[data-field="result"]')).to_contain_text("starts")
+    delay = page.get_by_label("Start after (seconds)")
+    delay.fill("-3")
+    page.get_by_role("button", name="Short").click()  # the browser's own validation stops this
+    assert delay.evaluate("input => input.validity.valid") is False
+    delay.fill("1e3")  # a number to the browser, not a whole number of seconds to the API
+    page.get_by_role("button", name="Short").click()
+    expect(page.locator("#notice")).to_contain_text("The delay must be a whole number of seconds.")
+    expect(page.locator("#tasks tbody tr")).to_have_count(1)

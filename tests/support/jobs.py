@@ -10,3 +10,13 @@ def explode(message: str) -> None:
 def touch(path: str) -> bool:
     Path(path).write_text("ran")
     return True
+
+
+def flaky(counter_key: str, failures: int) -> str:
+    """Fail the first `failures` runs (counted in Redis), then succeed."""
+    from rq import get_current_job
+
+    runs = get_current_job().connection.incr(counter_key)
+    if runs <= failures:
+        raise ConnectionError(f"transient failure {runs} of {failures}")
+    return f"succeeded on run {runs}"

@@ -1,0 +1,254 @@
+"""Push updates: workers publish every status and progress change on one Redis pub/sub
+channel; each web process holds one subscription and fans events out to its open streams.
+
+The stream never polls Redis: after the first status read it only waits on its in-memory
+queue, fed by the process's single subscriber (ASGI). Under WSGI (runserver, tests) each
+stream blocks a thread on a subscription of its own.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import redis
+import redis.asyncio
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "taskqueue:events"
+KEEPALIVE_SECONDS = 15
+# A reconnecting browser waits this long (ms) before trying the stream again.
+RETRY_MILLISECONDS = 3000
+RESYNC = object()  # "events may have been missed: read the status again"
+
+
+# --- Publishing (worker and web processes) ------------------------------------------------------
+
+
+def publish(connection: redis.Redis, status: dict[str, Any]) -> None:
+    """Publish a task's status (the GET /tasks/<id> shape) to every listening web process."""
+    message = json.dumps({**status, "changed_at": time.time()})
+    try:
+        connection.publish(CHANNEL, message)
+    except redis.RedisError as exc:  # pollers still see the change; never fail the job for this
+        logger.warning("job_id=%s event not published: %s", status.get("task_id"), exc)
+
+
+def publish_status_change(sender, job, status: str, connection, **kwargs) -> None:
+    """Receiver of signals.job_status_changed."""
+    from tasks_app.services import status_of
+
+    publish(connection, status_of(job, status).as_dict())
+
+
+def publish_progress(job) -> None:
+    """Called by a running task after it stored new progress in job.meta."""
+    from tasks_app.services import status_of
+
+    publish(job.connection, status_of(job, "started").as_dict())
+
+
+# --- Server-Sent Events framing -----------------------------------------------------------------
+
+
+def sse(data: dict[str, Any], event: str = "status") -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def sse_preamble() -> bytes:
+    return f"retry: {RETRY_MILLISECONDS}\n\n".encode()
+
+
+KEEPALIVE = b": keepalive\n\n"
+
+
+class StreamState:
+    """What one stream still waits for, and what it last sent per task (to skip repeats)."""
+
+    def __init__(self, task_ids: list[str], is_terminal: Callable[[str], bool]):
+        self.pending = set(task_ids)
+        self.last_sent: dict[str, tuple] = {}
+        self.is_terminal = is_terminal
+
+    def frame(self, status: dict[str, Any]) -> bytes | None:
+        task_id = status.get("task_id")
+        if task_id not in self.pending:
+            return None
+        fingerprint = (status.get("task_status"), status.get("progress"), status.get("attempt"))
+        if self.last_sent.get(task_id) == fingerprint:
+            return None
+        self.last_sent[task_id] = fingerprint
+        if self.is_terminal(status.get("task_status", "")):
+            self.pending.discard(task_id)
+        return sse(status)
+
+    def initial_frame(self, task_id: str, status: dict[str, Any] | None) -> bytes | None:
+        """Frame a freshly read status; a task that no longer exists gets a `missing` event."""
+        if status is None:
+            self.pending.discard(task_id)
+            return sse({"task_id": task_id}, event="missing")
+        return self.frame(status)
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+
+# --- ASGI: one subscription per process ---------------------------------------------------------
+
+
+class EventHub:
+    """One Redis subscription for this event loop, fanned out to per-stream queues."""
+
+    def __init__(self) -> None:
+        self.listeners: dict[str, set[asyncio.Queue]] = {}
+        self.connected = asyncio.Event()
+        self.runner: asyncio.Task | None = None
+
+    async def listen(self, task_ids: list[str]) -> asyncio.Queue:
+        """Register interest in some tasks; the returned queue receives their status dicts."""
+        if self.runner is None or self.runner.done():
+            self.runner = asyncio.get_running_loop().create_task(self.run())
+        await asyncio.wait_for(self.connected.wait(), timeout=settings.REDIS_CONNECT_TIMEOUT + 1.5)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+        for task_id in task_ids:
+            self.listeners.setdefault(task_id, set()).add(queue)
+        return queue
+
+    def forget(self, task_ids: list[str], queue: asyncio.Queue) -> None:
+        for task_id in task_ids:
+            queues = self.listeners.get(task_id)
+            if queues is not None:
+                queues.discard(queue)
+                if not queues:
+                    del self.listeners[task_id]
+
+    def deliver(self, task_id: str, item: Any) -> None:
+        for queue in list(self.listeners.get(task_id, ())):
+            try:
+                queue.put_nowait(item)
+            except asyncio.QueueFull:  # a stalled client: make it re-read instead of growing
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(RESYNC)
+
+    async def run(self) -> None:
+        """Subscribe, dispatch, and resubscribe after a lost connection."""
+        while True:
+            client = redis.asyncio.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT, health_check_interval=10
+            )
+            try:
+                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    if not self.connected.is_set():
+                        self.connected.set()
+                        for task_id in list(self.listeners):  # reconnected: statuses may have moved
+                            self.deliver(task_id, RESYNC)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self.dispatch(message["data"])
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("event subscription lost (%s); reconnecting", exc)
+            finally:
+                self.connected.clear()
+                await client.aclose()
+            await asyncio.sleep(0.5)
+
+    def dispatch(self, raw: bytes) -> None:
+        try:
+            status = json.loads(raw)
+            task_id = status["task_id"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed event: %r", raw[:200])
+            return
+        self.deliver(task_id, status)
+
+
+_hubs: dict[asyncio.AbstractEventLoop, EventHub] = {}
+
+
+def hub() -> EventHub:
+    loop = asyncio.get_running_loop()
+    if loop not in _hubs:
+        _hubs[loop] = EventHub()
+    return _hubs[loop]
+
+
+async def stream_async(
+    task_ids: list[str],
+    queue: asyncio.Queue,
+    read_status: Callable[[str], Any],
+    is_terminal: Callable[[str], bool],
+) -> AsyncIterator[bytes]:
+    """Yield SSE frames for some tasks until all have ended (or the client goes away)."""
+    state = StreamState(task_ids, is_terminal)
+    try:
+        yield sse_preamble()
+        for frame in await resync(state, read_status):
+            yield frame
+        while not state.done:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield KEEPALIVE
+                continue
+            frames = await resync(state, read_status) if item is RESYNC else [state.frame(item)]
+            for frame in frames:
+                if frame:
+                    yield frame
+    finally:
+        hub().forget(task_ids, queue)
+
+
+async def resync(state: StreamState, read_status: Callable[[str], Any]) -> list[bytes]:
+    """Read the current status of every pending task (once at the start and after a gap)."""
+    from asgiref.sync import sync_to_async
+
+    frames = []
+    for task_id in sorted(state.pending):
+        status = await sync_to_async(read_status, thread_sensitive=False)(task_id)
+        frames.append(state.initial_frame(task_id, status))
+    return [frame for frame in frames if frame]
+
+
+# --- WSGI: a subscription per stream ------------------------------------------------------------
+
+
+def stream_sync(
+    task_ids: list[str],
+    read_status: Callable[[str], Any],
+    is_terminal: Callable[[str], bool],
+    connection: redis.Redis,
+) -> Iterator[bytes]:
+    """The same stream for WSGI servers: blocks this thread on its own subscription."""
+    state = StreamState(task_ids, is_terminal)
+    pubsub = connection.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(CHANNEL)
+        yield sse_preamble()
+        for task_id in sorted(state.pending):
+            if frame := state.initial_frame(task_id, read_status(task_id)):
+                yield frame
+        last_output = time.monotonic()
+        while not state.done:
+            message = pubsub.get_message(timeout=1.0)
+            if message and message.get("type") == "message":
+                try:
+                    frame = state.frame(json.loads(message["data"]))
+                except (ValueError, TypeError):
+                    frame = None
+                if frame:
+                    yield frame
+                    last_output = time.monotonic()
+            elif time.monotonic() - last_output > KEEPALIVE_SECONDS:
+                yield KEEPALIVE
+                last_output = time.monotonic()
+    except redis.RedisError as exc:  # the browser reconnects, or falls back to polling
+        logger.warning("event stream ended: %s", exc)
+    finally:
+        pubsub.close()

@@ -1,0 +1,115 @@
+"""Delay, queue and cancel inputs of the API, and the event stream's framing, against fakeredis."""
+
+import json
+
+import pytest
+from django.test import Client
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+
+from tasks_app.events import StreamState
+from tasks_app.workers import InProcessJSONWorker
+from tests.test_views import assert_error
+
+
+def post(payload, **kwargs):
+    return Client().post("/tasks", payload, content_type="application/json", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"type": 1, "delay": -5}, "delay"),
+        ({"type": 1, "delay": 7 * 24 * 3600 + 1}, "delay"),
+        ({"type": 1, "delay": 1.5}, "delay"),
+        ({"type": 1, "delay": "later"}, "delay"),
+        ({"type": 1, "delay": True}, "delay"),
+        ({"type": 1, "delay": 10**40}, "delay"),
+        ({"type": 1, "queue": "urgent"}, "queue"),
+        ({"type": 1, "queue": 1}, "queue"),
+        ({"type": 1, "queue": ["high"]}, "queue"),
+    ],
+)
+def test_bad_delay_or_queue_is_a_400_naming_the_field(fake_redis, payload, field):
+    assert_error(post(payload), 400, field=field)
+    assert Queue("default", connection=fake_redis).count == 0
+
+
+def test_delay_schedules_and_queue_picks_the_queue(fake_redis):
+    task_id = post({"type": 2, "delay": 30, "queue": "low"}).json()["data"]["task_id"]
+    data = Client().get(f"/tasks/{task_id}").json()["data"]
+    assert data["task_status"] == "scheduled"
+    assert data["queue"] == "low"
+    assert data["scheduled_for"].endswith("Z")
+    assert task_id in ScheduledJobRegistry("low", connection=fake_redis).get_job_ids()
+
+
+def test_form_fields_reach_the_queue(fake_redis):
+    response = Client().post("/tasks", {"type": "1", "queue": "high", "delay": ""})
+    task_id = response.json()["data"]["task_id"]
+    assert Queue("high", connection=fake_redis).job_ids == [task_id]
+
+
+def test_cancel_endpoint_answers(fake_redis):
+    task_id = post({"type": 1}).json()["data"]["task_id"]
+    client = Client(enforce_csrf_checks=True)
+    assert client.get(f"/tasks/{task_id}/cancel").status_code == 405
+    response = client.post(f"/tasks/{task_id}/cancel")
+    assert response.status_code == 200
+    assert response.json()["data"]["task_status"] == "canceled"
+    assert Queue("default", connection=fake_redis).count == 0
+    assert_error(client.post(f"/tasks/{task_id}/cancel"), 409, field="task_status")
+    assert_error(client.post("/tasks/unknown-task/cancel"), 404, field=None)
+    assert_error(client.post("/tasks/..%2Fetc/cancel"), 404, field=None)
+
+
+def test_job_page_cancel_button(fake_redis):
+    task_id = post({"type": 1}).json()["data"]["task_id"]
+    client = Client(enforce_csrf_checks=True)
+    page = client.get(f"/jobs/{task_id}")
+    assert f'action="/jobs/{task_id}/cancel"' in page.content.decode()
+    assert client.post(f"/jobs/{task_id}/cancel").status_code == 403  # CSRF protected
+    token = page.cookies["csrftoken"].value
+    response = client.post(f"/jobs/{task_id}/cancel", {"csrfmiddlewaretoken": token})
+    assert response.status_code == 303
+    assert 'id="job-status">canceled<' in client.get(f"/jobs/{task_id}").content.decode()
+
+
+def test_stream_of_an_ended_task_under_wsgi(fake_redis):
+    task_id = post({"type": 0}).json()["data"]["task_id"]
+    InProcessJSONWorker(["default"], connection=fake_redis).work(burst=True)
+    response = Client().get(f"/tasks/{task_id}/events")
+    assert response["Content-Type"] == "text/event-stream"
+    body = b"".join(response.streaming_content).decode()
+    assert body.startswith("retry: 3000\n\n")
+    frames = [frame for frame in body.split("\n\n") if frame.startswith("event:")]
+    assert len(frames) == 1
+    name, data = frames[0].split("\n")
+    assert name == "event: status"
+    assert json.loads(data.removeprefix("data: "))["task_status"] == "finished"
+
+
+def test_multi_stream_needs_ids(fake_redis):
+    assert_error(Client().get("/tasks/events"), 400, field="id")
+    query = "&".join(f"id=t{number}" for number in range(51))
+    assert_error(Client().get(f"/tasks/events?{query}"), 400, field="id")
+
+
+def test_stream_state_skips_repeats_and_ends_on_terminal():
+    state = StreamState(["a", "b"], lambda status: status in {"finished", "failed"})
+    running = {"task_id": "a", "task_status": "started", "progress": 10, "attempt": 1}
+    assert state.frame(running).startswith(b"event: status\ndata: ")
+    assert state.frame(running) is None  # the same again is not sent
+    assert state.frame({**running, "progress": 20}) is not None
+    assert state.frame({"task_id": "other", "task_status": "finished"}) is None
+    assert state.frame({**running, "task_status": "finished", "progress": 100}) is not None
+    assert not state.done
+    assert state.initial_frame("b", None) == b'event: missing\ndata: {"task_id": "b"}\n\n'
+    assert state.done
+
+
+def test_pickled_job_cannot_be_canceled_either(fake_redis):
+    job = Queue("default", connection=fake_redis).enqueue("tasks_app.tasks.sleep_task", 1)
+    assert_error(Client().post(f"/tasks/{job.id}/cancel"), 404, field=None)
+    assert Queue("default", connection=fake_redis, serializer=JSONSerializer).count == 1

@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import sync_playwright
 
-from tests.support.processes import (  # noqa: E402
+from tests.support.processes import (
     PROJECT_ROOT,
     child_env,
     free_port,
@@ -77,7 +77,10 @@ async ([count, interval]) => {
     for (;;) {
       await new Promise((resolve) => setTimeout(resolve, interval));
       const data = (await (await fetch(`/tasks/${id}`, {cache: "no-store"})).json()).data;
-      if (data.task_status === "finished") { samples.push(Date.now() / 1000 - Date.parse(data.ended_at) / 1000); return; }
+      if (data.task_status === "finished") {
+        samples.push(Date.now() / 1000 - Date.parse(data.ended_at) / 1000);
+        return;
+      }
     }
   };
   // A few pollers at a time, as several open pages would.
@@ -98,7 +101,7 @@ def summary(values: list[float]) -> str:
     return (
         f"{len(ms)} | {statistics.median(ms):.1f} | {percentile(ms, 0.99):.1f} | {max(ms):.1f}"
         if ms
-        else "0 | – | – | –"
+        else "0 | n/a | n/a | n/a"
     )
 
 
@@ -113,7 +116,15 @@ def main() -> None:
         env = child_env(REDIS_URL=redis_url, TASK_UNIT_SECONDS="0.3", DJANGO_LOG_LEVEL="WARNING")
         port = free_port()
         web = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "taskqueue_site.asgi:application", "--port", str(port), "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "taskqueue_site.asgi:application",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

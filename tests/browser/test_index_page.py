@@ -128,3 +128,19 @@ def test_delay_and_priority_from_the_form(live_server, page, real_redis):  # noq
     page.get_by_role("button", name="Short").click()
     expect(page.locator("#notice")).to_contain_text("The delay must be a whole number of seconds.")
     expect(page.locator("#tasks tbody tr")).to_have_count(1)
+
+
+def test_rows_fall_back_to_polling_when_streaming_is_unavailable(live_server, page, start_worker):  # noqa: F811
+    streams = []
+
+    def refuse_stream(route):
+        streams.append(route.request.url)
+        route.fulfill(status=503, content_type="application/json", body='{"status": "error", "message": "down"}')
+
+    page.route(__import__("re").compile(r".*/tasks/events\?.*"), refuse_stream)
+    start_worker(burst=False, unit_seconds=0.5)
+    page.goto(live_server.url + "/")
+    page.get_by_role("button", name="Short").click()
+    row = page.locator("#tasks tbody tr").first
+    expect(row.locator('[data-field="status"]')).to_have_text("finished", timeout=15_000)
+    assert streams, "the page should have tried the event stream first"

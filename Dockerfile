@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN useradd --create-home --uid 1000 app \
-    && mkdir /data && chown app:app /data
+    && mkdir /data /media && chown app:app /data /media
 WORKDIR /app
 
 COPY requirements.txt .

@@ -128,7 +128,7 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # "default" (uploads and thumbnails) is set in the media section below.
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -244,9 +244,93 @@ TASK_POLICIES = task_policies(
             "max_retries": 2,
             "retry_intervals": [5, 30],
         },
+        # A failure is rarely transient (the image was checked in the web), so retry once.
+        "thumbnail": {"timeout": 120, "max_retries": 1, "retry_intervals": [10]},
+        # SMTP servers refuse for a while (4xx, greylisting, restarts): back off up to 15 minutes.
+        "confirmation_email": {"timeout": 60, "max_retries": 4, "retry_intervals": [10, 60, 300, 900]},
     },
     environ.get("TASK_POLICIES", ""),
 )
+
+# --- Uploads, thumbnails and email -------------------------------------------------------------
+
+
+def env_int_list(name: str, default: list[int], low: int, high: int) -> list[int]:
+    """Read a comma-separated list of whole numbers between low and high, sorted and deduplicated."""
+    items = env_list(name, []) or [str(item) for item in default]
+    try:
+        values = sorted({int(item) for item in items})
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be comma-separated whole numbers, not {items!r}") from None
+    if not values or values[0] < low or values[-1] > high:
+        raise ImproperlyConfigured(f"{name} must list whole numbers from {low} to {high}")
+    return values
+
+
+def env_json_object(name: str) -> dict:
+    """Read a JSON object from the environment (empty when unset)."""
+    raw = environ.get(name, "").strip()
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object")
+    return value
+
+
+# Uploads and thumbnails go through Django's default storage: files under MEDIA_ROOT, unless
+# DJANGO_STORAGE_BACKEND names another storage (S3 and the like; its OPTIONS as JSON). Web and
+# workers must see the same storage: one disk, a volume shared by containers, or a bucket.
+MEDIA_ROOT = Path(environ.get("DJANGO_MEDIA_ROOT", BASE_DIR / "var" / "media"))
+MEDIA_URL = environ.get("DJANGO_MEDIA_URL", "/media/")
+STORAGES["default"] = {
+    "BACKEND": environ.get("DJANGO_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+    "OPTIONS": env_json_object("DJANGO_STORAGE_OPTIONS"),
+}
+# Django serves MEDIA_URL from MEDIA_ROOT itself in development, and in production when no proxy
+# or bucket does (compose); switch it off where a proxy serves the files.
+SERVE_MEDIA = env_bool("DJANGO_SERVE_MEDIA", DEBUG)
+
+# Thumbnails fit in squares of these sizes (pixels), made from uploads of at most this many bytes
+# and pixels (more pixels than that is refused as a decompression bomb before decoding).
+THUMBNAIL_SIZES = env_int_list("THUMBNAIL_SIZES", [128, 256, 512], low=16, high=4096)
+THUMBNAIL_MAX_UPLOAD_BYTES = int(env_float("THUMBNAIL_MAX_UPLOAD_BYTES", 10 * 1024 * 1024))
+THUMBNAIL_MAX_PIXELS = int(env_float("THUMBNAIL_MAX_PIXELS", 50_000_000))
+# The first handler stops storing any uploaded file past THUMBNAIL_MAX_UPLOAD_BYTES, so an
+# oversized upload never fills the disk, whichever view receives it.
+FILE_UPLOAD_HANDLERS = [
+    "tasks_app.uploads.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+
+# Links in emails and thumbnail URLs in job results are absolute, built on this public address.
+SITE_URL = environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/") + "/"
+if urlsplit(SITE_URL).scheme not in {"http", "https"} or not urlsplit(SITE_URL).netloc:
+    raise ImproperlyConfigured(f"SITE_URL must be an http:// or https:// address, not {SITE_URL!r}")
+# How long a confirmation link works.
+CONFIRMATION_MAX_AGE_SECONDS = int(env_float("CONFIRMATION_MAX_AGE_SECONDS", 2 * 24 * 3600))
+
+# Email: printed to the console in development; SMTP once EMAIL_HOST is set, and always in
+# production (a missing server then fails loudly instead of losing mail). EMAIL_BACKEND overrides.
+EMAIL_HOST = environ.get("EMAIL_HOST", "").strip()
+EMAIL_BACKEND = environ.get("EMAIL_BACKEND", "").strip() or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST or not DEBUG
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST = EMAIL_HOST or "localhost"
+EMAIL_PORT = int(env_float("EMAIL_PORT", 25))
+EMAIL_HOST_USER = environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one of them")
+# Seconds before a silent SMTP server counts as a failure (and the job is retried), not forever.
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0)
+DEFAULT_FROM_EMAIL = environ.get("DEFAULT_FROM_EMAIL", "taskqueue <noreply@localhost>")
 
 # --- Logging ------------------------------------------------------------------------------------
 

@@ -9,21 +9,16 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooMa
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 
+from tasks_app import services, thumbnails
 from tasks_app.services import MAX_DELAY_SECONDS, TASK_TYPES
 
 FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 JSON_CONTENT_TYPES = {"application/json"}
 
 
-class TaskForm(forms.Form):
-    type = forms.IntegerField(
-        min_value=min(TASK_TYPES),
-        max_value=max(TASK_TYPES),
-        error_messages={
-            "required": "Choose a task type.",
-            "invalid": "The task type must be a whole number.",
-        },
-    )
+class QueueOptionsForm(forms.Form):
+    """The optional start delay and queue that every kind of task takes."""
+
     delay = forms.IntegerField(
         required=False,
         min_value=0,
@@ -46,31 +41,131 @@ class TaskForm(forms.Form):
     def clean_queue(self) -> str:
         return self.cleaned_data["queue"] or "default"
 
+    def queue_options(self) -> dict[str, Any]:
+        return {"queue_name": self.cleaned_data["queue"], "delay": self.cleaned_data["delay"]}
+
+    @property
+    def error_status(self) -> int:
+        """The HTTP status of an invalid submission."""
+        return 400
+
+    def enqueue(self, submitter: dict[str, Any]) -> str:
+        """Enqueue the validated task; return its id."""
+        raise NotImplementedError
+
+
+class TaskForm(QueueOptionsForm):
+    """A sleep task: type 0 to 3."""
+
+    field_order = ("type", "delay", "queue")
+    type = forms.IntegerField(
+        min_value=min(TASK_TYPES),
+        max_value=max(TASK_TYPES),
+        error_messages={
+            "required": "Choose a task type.",
+            "invalid": "The task type must be a whole number (0 to 3), thumbnail or confirmation_email.",
+        },
+    )
+
+    def enqueue(self, submitter: dict[str, Any]) -> str:
+        return services.enqueue_task(self.cleaned_data["type"], **self.queue_options(), submitter=submitter)
+
+
+class ThumbnailForm(QueueOptionsForm):
+    """type=thumbnail: an image (multipart field `image`) to make thumbnails of."""
+
+    image = forms.FileField(
+        label="Image",
+        error_messages={
+            "required": "Choose an image to upload (a multipart/form-data field named image).",
+            "empty": "The uploaded file is empty.",
+        },
+        widget=forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/gif,image/webp"}),
+    )
+
+    def clean_image(self) -> thumbnails.CheckedImage:
+        try:
+            return thumbnails.check_upload(self.cleaned_data["image"])
+        except thumbnails.ImageRejected as exc:
+            raise forms.ValidationError(str(exc), code=exc.code) from None
+
+    @property
+    def error_status(self) -> int:
+        """413 for an image over the upload limit, 400 for anything else wrong."""
+        return 413 if self.has_error("image", code="too_large") else 400
+
+    def enqueue(self, submitter: dict[str, Any]) -> str:
+        return services.enqueue_thumbnails(self.cleaned_data["image"], **self.queue_options(), submitter=submitter)
+
+
+class ConfirmationEmailForm(QueueOptionsForm):
+    """type=confirmation_email: an address to send a confirmation link to."""
+
+    email = forms.EmailField(
+        label="Email address",
+        max_length=254,
+        error_messages={"required": "Enter an email address.", "invalid": "Enter a valid email address."},
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "placeholder": "you@example.com"}),
+    )
+
+    def clean_email(self) -> str:
+        local, _, domain = self.cleaned_data["email"].rpartition("@")
+        return f"{local}@{domain.lower()}"  # domains are case-insensitive; the local part may not be
+
+    def enqueue(self, submitter: dict[str, Any]) -> str:
+        return services.enqueue_confirmation_email(
+            self.cleaned_data["email"], **self.queue_options(), submitter=submitter
+        )
+
+
+FORMS_BY_TYPE: dict[str, type[QueueOptionsForm]] = {
+    "thumbnail": ThumbnailForm,
+    "confirmation_email": ConfirmationEmailForm,
+}
+
+
+def submission_form(data: Any, files: Any = None) -> QueueOptionsForm:
+    """Bind the form of the kind of task that `type` names; numbers (and anything else) are sleeps."""
+    form_class = FORMS_BY_TYPE.get(str(data.get("type") or "").strip(), TaskForm)
+    return form_class(data, files)
+
 
 class UnreadableRequest(Exception):
     """The body could not be read as a task submission at all."""
+
+
+class UploadTooLarge(UnreadableRequest):
+    """A multipart body larger than any upload may be (HTTP 413)."""
 
 
 def read_submission(request: HttpRequest) -> dict[str, Any]:
     """Return the submitted fields of a POST, from form data or a JSON object.
 
     Raises UnreadableRequest for oversized bodies, unsupported content types, broken
-    encodings and malformed JSON.
+    encodings and malformed JSON. Only thumbnail uploads (multipart) may be larger than
+    TASKS_MAX_BODY_BYTES, up to the upload limit plus room for the other fields; a body
+    over that raises UploadTooLarge before any of it is read.
     """
     limit = settings.TASKS_MAX_BODY_BYTES
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise UnreadableRequest("The Content-Length header is not a number.") from None
-    if length > limit:
+    content_type = request.content_type or ""
+    upload = content_type == "multipart/form-data" and length > limit
+    if upload and length > settings.THUMBNAIL_MAX_UPLOAD_BYTES + limit:
+        raise UploadTooLarge(thumbnails.too_large_message())
+    if length > limit and not upload:
         raise UnreadableRequest(f"The request body is larger than {limit} bytes.")
 
-    content_type = request.content_type or ""
     try:
         if content_type in JSON_CONTENT_TYPES:
             return read_json_object(request.body)
         if content_type in FORM_CONTENT_TYPES or (not content_type and not length):
-            return {key: request.POST.get(key) for key in request.POST}
+            fields = {key: request.POST.get(key) for key in request.POST}
+            if upload and fields.get("type") != "thumbnail":
+                raise UnreadableRequest(f"The request body is larger than {limit} bytes.")
+            return fields
     except (RequestDataTooBig, TooManyFieldsSent):
         raise UnreadableRequest(f"The request body is larger than {limit} bytes.") from None
     except (MultiPartParserError, SuspiciousOperation, UnicodeDecodeError) as exc:

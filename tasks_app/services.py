@@ -24,7 +24,7 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from tasks_app import tasks
+from tasks_app import emails, tasks, thumbnails
 from tasks_app.signals import send_status_changed
 
 logger = logging.getLogger(__name__)
@@ -176,6 +176,73 @@ def enqueue_call(
     logger.info("enqueued job_id=%s kind=%s queue=%s delay=%s", job.id, kind, queue_name, delay)
     send_status_changed(job, job.get_status(refresh=False).value, queue.connection)
     return job.id
+
+
+# --- Thumbnails and confirmation emails ---------------------------------------------------------
+
+
+def enqueue_thumbnails(
+    image: thumbnails.CheckedImage,
+    *,
+    queue_name: str = DEFAULT_QUEUE,
+    delay: int = 0,
+    submitter: dict[str, Any] | None = None,
+) -> str:
+    """Store a checked image and enqueue the job that makes its thumbnails; the job gets only its name."""
+    stored_name = thumbnails.store_upload(image)
+    try:
+        return enqueue_call(
+            tasks.make_thumbnails,
+            (stored_name,),
+            kind="thumbnail",
+            description=f"Thumbnails of {stored_name}",
+            meta={"upload": stored_name},
+            queue_name=queue_name,
+            delay=delay,
+            submitter=submitter,
+        )
+    except BaseException:
+        thumbnails.discard(stored_name)  # no job will ever use (or clean up) the stored file
+        raise
+
+
+def enqueue_confirmation_email(
+    address: str,
+    *,
+    queue_name: str = DEFAULT_QUEUE,
+    delay: int = 0,
+    submitter: dict[str, Any] | None = None,
+) -> str:
+    """Enqueue the job that sends an address its confirmation link."""
+    return enqueue_call(
+        tasks.send_confirmation_email,
+        (address,),
+        kind="confirmation_email",
+        description=f"Confirmation email to {address}",
+        queue_name=queue_name,
+        delay=delay,
+        submitter=submitter,
+    )
+
+
+def confirm_email(token: str) -> tuple[str, str]:
+    """Record the confirmation that a link carries; return the address and when it was confirmed.
+
+    Raises emails.InvalidConfirmation or emails.ConfirmationExpired for links that cannot be used.
+    """
+    address = emails.read_token(token)
+    try:
+        return address, emails.record_confirmation(get_connection(), address)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
+
+
+def email_confirmed_at(address: str) -> str | None:
+    """When an address was confirmed through its link, or None."""
+    try:
+        return emails.confirmed_at(get_connection(), address)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
 
 
 def fetch_job(task_id: str) -> Job:

@@ -5,7 +5,7 @@ import time
 from django.conf import settings
 from rq import get_current_job
 
-from tasks_app import events
+from tasks_app import emails, events, thumbnails
 
 # At least one progress report a second, as the status page promises.
 PROGRESS_INTERVAL_SECONDS = 0.5
@@ -24,6 +24,18 @@ def sleep_task(task_type: int) -> bool:
         time.sleep(min(PROGRESS_INTERVAL_SECONDS, duration - elapsed))
     report_progress(job, 100)
     return True
+
+
+def make_thumbnails(upload_name: str) -> dict:
+    """Make the configured thumbnails of a stored upload; return their URLs and sizes."""
+    job = get_current_job()
+    return thumbnails.make_thumbnails(upload_name, report_progress=lambda percent: report_progress(job, percent))
+
+
+def send_confirmation_email(address: str) -> dict:
+    """Send an address its confirmation link, once per job however often the job is retried."""
+    job = get_current_job()
+    return emails.send_confirmation(address, job_id=job.id, connection=job.connection)
 
 
 def report_progress(job, percent: int) -> None:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("jobs/<str:task_id>", views.job_page, name="job_page"),
     path("jobs/<str:task_id>/cancel", views.job_page_cancel, name="job_page_cancel"),
+    path("confirm/<str:token>", views.confirm_email, name="confirm_email"),
     # The original app's routes, without a trailing slash; one is tolerated.
     re_path(r"^tasks/?$", views.create_task, name="create_task"),
     re_path(r"^tasks/events/?$", views.tasks_events, name="tasks_events"),

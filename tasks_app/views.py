@@ -5,17 +5,28 @@ Two audiences: people (the page and the job page, CSRF-protected HTML forms) and
 """
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
-from tasks_app import events, services
-from tasks_app.forms import TaskForm, UnreadableRequest, read_submission
+from tasks_app import emails, events, services, thumbnails
+from tasks_app.forms import (
+    ConfirmationEmailForm,
+    QueueOptionsForm,
+    TaskForm,
+    ThumbnailForm,
+    UnreadableRequest,
+    UploadTooLarge,
+    read_submission,
+    submission_form,
+)
 from tasks_app.responses import json_error, json_methods, json_success
+from tasks_app.uploads import uploaded_files
 
 QUEUE_DOWN_MESSAGE = "The task queue is unavailable right now (Redis cannot be reached). Try again shortly."
 RETRY_AFTER = {"Retry-After": "5"}
@@ -30,20 +41,34 @@ def with_headers(response: HttpResponse, headers: dict[str, str]) -> HttpRespons
 # --- Pages for people ---------------------------------------------------------------------------
 
 
+# The page's forms, by the name the template knows each by.
+PAGE_FORMS = {"form": TaskForm, "thumbnail_form": ThumbnailForm, "email_form": ConfirmationEmailForm}
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def index(request: HttpRequest) -> HttpResponse:
-    """Show the buttons; without JavaScript, a POST here enqueues and redirects to the job page."""
+    """Show the forms; without JavaScript, a POST here enqueues and redirects to the job page."""
     if request.method != "POST":
-        return render(request, "tasks_app/index.html", {"form": TaskForm()})
-    form = TaskForm(request.POST)
+        return render_index(request)
+    form = submission_form(request.POST, uploaded_files(request))
     if not form.is_valid():
-        return render(request, "tasks_app/index.html", {"form": form}, status=400)
+        return render_index(request, form, status=form.error_status)
     try:
-        task_id = enqueue_from_form(request, form)
+        task_id = form.enqueue(submitter_of(request))
     except services.QueueUnavailable:
         form.add_error(None, QUEUE_DOWN_MESSAGE)
-        return with_headers(render(request, "tasks_app/index.html", {"form": form}, status=503), RETRY_AFTER)
+        return with_headers(render_index(request, form, status=503), RETRY_AFTER)
     return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
+
+
+def render_index(request: HttpRequest, submitted: QueueOptionsForm | None = None, status: int = 200) -> HttpResponse:
+    """The page with every form empty, except the one just submitted (with its errors)."""
+    context = {
+        name: submitted if type(submitted) is form_class else form_class() for name, form_class in PAGE_FORMS.items()
+    }
+    context["max_upload_bytes"] = settings.THUMBNAIL_MAX_UPLOAD_BYTES
+    context["max_upload"] = thumbnails.describe_bytes(settings.THUMBNAIL_MAX_UPLOAD_BYTES)
+    return render(request, "tasks_app/index.html", context, status=status)
 
 
 @never_cache
@@ -52,12 +77,18 @@ def job_page(request: HttpRequest, task_id: str) -> HttpResponse:
     """Show one job's status; the page reloads itself until the job ends."""
     try:
         task = services.get_task_status(task_id)
+        confirmed_at = services.email_confirmed_at(task.task_result["email"]) if sent_email(task) else None
     except services.TaskNotFound:
         return render(request, "tasks_app/job.html", {"task_id": task_id, "missing": True}, status=404)
     except services.QueueUnavailable:
         context = {"task_id": task_id, "unavailable": QUEUE_DOWN_MESSAGE}
         return with_headers(render(request, "tasks_app/job.html", context, status=503), RETRY_AFTER)
-    return render(request, "tasks_app/job.html", {"task_id": task_id, "task": task})
+    return render(request, "tasks_app/job.html", {"task_id": task_id, "task": task, "confirmed_at": confirmed_at})
+
+
+def sent_email(task: services.TaskStatus) -> bool:
+    """A finished confirmation email job (its result names the address)."""
+    return isinstance(task.task_result, dict) and isinstance(task.task_result.get("email"), str)
 
 
 @require_http_methods(["POST"])
@@ -75,6 +106,29 @@ def job_page_cancel(request: HttpRequest, task_id: str) -> HttpResponse:
     return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
 
 
+@never_cache
+@require_GET
+def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
+    """The link in a confirmation email: record the confirmation and say so (or why not)."""
+    try:
+        address, confirmed_at = services.confirm_email(token)
+    except emails.ConfirmationExpired as exc:
+        context = {
+            "state": "expired",
+            "email": exc.address,
+            "email_form": ConfirmationEmailForm(initial={"email": exc.address}),
+        }
+        return render(request, "tasks_app/confirm.html", context, status=410)
+    except emails.InvalidConfirmation:
+        return render(request, "tasks_app/confirm.html", {"state": "invalid"}, status=400)
+    except services.QueueUnavailable:
+        context = {"state": "unavailable", "unavailable": QUEUE_DOWN_MESSAGE}
+        return with_headers(render(request, "tasks_app/confirm.html", context, status=503), RETRY_AFTER)
+    return render(
+        request, "tasks_app/confirm.html", {"state": "confirmed", "email": address, "confirmed_at": confirmed_at}
+    )
+
+
 # --- JSON API for scripts -----------------------------------------------------------------------
 
 
@@ -86,14 +140,19 @@ def create_task(request: HttpRequest) -> HttpResponse:
     """Enqueue a task from form data or JSON; answer 202 with its id and status URL."""
     try:
         submission = read_submission(request)
+    except UploadTooLarge as exc:
+        return json_error(str(exc), 413, errors={"image": [str(exc)]})
     except UnreadableRequest as exc:
         return json_error(str(exc), 400, errors={"type": [str(exc)]})
-    form = TaskForm(submission)
+    form = submission_form(submission, uploaded_files(request))
     if not form.is_valid():
         errors = {field: [str(message) for message in messages] for field, messages in form.errors.items()}
-        return json_error("The task could not be created: the input is invalid.", 400, errors=errors)
+        message = "The task could not be created: the input is invalid."
+        if form.error_status == 413:
+            message = errors["image"][0]
+        return json_error(message, form.error_status, errors=errors)
     try:
-        task_id = enqueue_from_form(request, form)
+        task_id = form.enqueue(submitter_of(request))
     except services.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     status_url = request.build_absolute_uri(reverse("tasks_app:task_status", args=[task_id]))
@@ -188,16 +247,6 @@ def cancel_task(request: HttpRequest, task_id: str) -> HttpResponse:
     if outcome == "stopped":
         return json_success({"task_id": task_id, "task_status": "started", "stop_requested": True}, status=202)
     return json_success({"task_id": task_id, "task_status": outcome, "stop_requested": False})
-
-
-def enqueue_from_form(request: HttpRequest, form: TaskForm) -> str:
-    """Enqueue a validated submission, recording who sent it."""
-    return services.enqueue_task(
-        form.cleaned_data["type"],
-        queue_name=form.cleaned_data["queue"],
-        delay=form.cleaned_data["delay"],
-        submitter=submitter_of(request),
-    )
 
 
 def submitter_of(request: HttpRequest) -> dict[str, object]:

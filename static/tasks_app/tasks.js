@@ -1,14 +1,14 @@
 // Submits tasks with fetch and keeps one table row per task current. Updates are pushed over one
 // Server-Sent Events stream for all unfinished rows; if streaming is unavailable, each row polls
-// its JSON status once a second instead. Without this module the form still works: it posts and
-// redirects to the job's own page.
+// its JSON status once a second instead. Without this module the forms still work: they post and
+// redirect to the job's own page. The upload and email forms post their FormData to the same API.
 
 const STORAGE_KEY = "taskqueue.tasks";
 const MAX_REMEMBERED = 50;
 const POLL_INTERVAL_MS = 1000;
 const TERMINAL = new Set(["finished", "failed", "stopped", "canceled", "expired"]);
 const CANCELLABLE = new Set(["queued", "scheduled", "deferred", "started"]);
-const TYPE_NAMES = { 0: "Instant", 1: "Short", 2: "Medium", 3: "Long" };
+const TYPE_NAMES = { 0: "Instant", 1: "Short", 2: "Medium", 3: "Long", thumbnail: "Thumbnails", confirmation_email: "Email" };
 
 const form = document.querySelector("#task-form");
 const table = document.querySelector("#tasks tbody");
@@ -115,17 +115,41 @@ function updateRow(row, data) {
   row.querySelector("progress").value = progress;
   row.querySelector('[data-field="percent"]').textContent = `${progress}%`;
   cell(row, "attempt").textContent = data.max_attempts ? `${data.attempt} of ${data.max_attempts}` : "";
-  let result = "";
-  if (data.error) result = data.error;
-  else if (data.task_result !== null && data.task_result !== undefined) result = JSON.stringify(data.task_result);
-  else if (status === "scheduled" && data.scheduled_for) result = `starts ${new Date(data.scheduled_for).toLocaleTimeString()}`;
-  cell(row, "result").textContent = result;
+  cell(row, "result").replaceChildren(resultContent(data));
   const cancel = row.querySelector("button.cancel");
   cancel.hidden = !CANCELLABLE.has(status);
   if (status !== "started" || cancel.dataset.stopping !== "true") {
     cancel.disabled = false;
     cancel.textContent = "Cancel";
   }
+}
+
+function resultContent(data) {
+  const result = data.task_result;
+  if (data.error) return data.error;
+  if (Array.isArray(result?.thumbnails) && result.thumbnails.length) return thumbnailLink(result.thumbnails);
+  if (typeof result?.email === "string") return `Sent to ${result.email}`;
+  if (result !== null && result !== undefined) return JSON.stringify(result);
+  if (data.task_status === "scheduled" && data.scheduled_for) {
+    return `starts ${new Date(data.scheduled_for).toLocaleTimeString()}`;
+  }
+  return "";
+}
+
+// The smallest thumbnail, linking to the largest.
+function thumbnailLink(thumbnails) {
+  const bySize = [...thumbnails].sort((a, b) => a.size - b.size);
+  const smallest = bySize[0];
+  const link = document.createElement("a");
+  link.href = bySize[bySize.length - 1].url;
+  const image = document.createElement("img");
+  image.className = "thumbnail";
+  image.src = smallest.url;
+  image.width = smallest.width;
+  image.height = smallest.height;
+  image.alt = `Thumbnail, ${smallest.width} × ${smallest.height} pixels`;
+  link.append(image);
+  return link;
 }
 
 function handleStatus(data) {
@@ -274,11 +298,72 @@ async function submitTask(type) {
     showNotice(errorText(body, `The task was not created (HTTP ${response.status}).`));
     return;
   }
-  const task = { id: body.data.task_id, type, submittedAt: new Date().toISOString() };
+  track({ id: body.data.task_id, type, submittedAt: new Date().toISOString() });
+}
+
+// A task the server accepted: remember it in this browser, give it a row, follow it.
+function track(task) {
   remember([task, ...remembered().filter((item) => item.id !== task.id)]);
   addRow(task);
   streamingBroken = !("EventSource" in window); // a new task is a good moment to try pushing again
   watch(task.id);
+}
+
+// --- The upload and email forms: their FormData goes to POST /tasks as it is ----------------
+
+function showFormErrors(jobForm, messages) {
+  let list = jobForm.querySelector(".errorlist");
+  if (!list) {
+    list = document.createElement("ul");
+    list.className = "errorlist";
+    list.setAttribute("role", "alert");
+    jobForm.append(list);
+  }
+  list.replaceChildren(...messages.map((message) => Object.assign(document.createElement("li"), { textContent: message })));
+  list.hidden = messages.length === 0;
+}
+
+function fieldErrors(body, fallback) {
+  const messages = Object.values(body?.errors || {}).flat();
+  return messages.length ? messages : [body?.message || fallback];
+}
+
+async function submitJobForm(jobForm) {
+  clearNotice();
+  showFormErrors(jobForm, []);
+  const fields = new FormData(jobForm);
+  const image = fields.get("image");
+  if (image instanceof File && image.size > Number(jobForm.dataset.maxBytes)) {
+    // Refused here rather than after uploading it all: the server answers 413 the same way.
+    showFormErrors(jobForm, [`The file is larger than the upload limit of ${jobForm.dataset.maxUpload}.`]);
+    return;
+  }
+  const button = jobForm.querySelector('button[type="submit"]');
+  button.disabled = true;
+  let response;
+  let body = null;
+  try {
+    response = await fetch(form.dataset.createUrl, { method: "POST", headers: { Accept: "application/json" }, body: fields });
+    body = await response.json().catch(() => null);
+  } catch {
+    showFormErrors(jobForm, ["The server cannot be reached. Nothing was sent."]);
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  if (response.status !== 202 || body?.status !== "success") {
+    showFormErrors(jobForm, fieldErrors(body, `The task was not created (HTTP ${response.status}).`));
+    return;
+  }
+  jobForm.reset();
+  track({ id: body.data.task_id, type: fields.get("type"), submittedAt: new Date().toISOString() });
+}
+
+for (const jobForm of document.querySelectorAll("form.job-form")) {
+  jobForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitJobForm(jobForm);
+  });
 }
 
 form.addEventListener("submit", (event) => {

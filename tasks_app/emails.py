@@ -1,0 +1,131 @@
+"""Confirmation emails: signed expiring links, sending at most once per job, recorded confirmations.
+
+A link carries the address signed with SECRET_KEY and a timestamp (TimestampSigner), so it needs no
+stored state until it is opened; opening it records the confirmation in Redis. Sending is guarded
+by a per-job mark in Redis so that a retried job never sends a second message.
+"""
+
+import json
+import logging
+import smtplib
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urljoin
+
+import redis
+from django.conf import settings
+from django.core import signing
+from django.core.mail import EmailMessage
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+logger = logging.getLogger(__name__)
+
+SALT = "tasks_app.emails.confirmation"
+# Hash: confirmed address → when it was first confirmed (ISO 8601, UTC). Kept without expiry.
+CONFIRMED_KEY = "taskqueue:confirmed-emails"
+# Per job: "sending" while a message is handed to the mail server, then the job's result (JSON).
+SENT_MARK_KEY = "taskqueue:confirmation-sent:{job_id}"
+SENDING = b"sending"
+# Longer than any job and its retries live, so a late retry still finds the mark.
+SENT_MARK_TTL_SECONDS = 8 * 24 * 3600
+
+
+class InvalidConfirmation(Exception):
+    """The link was not made by this site (or was altered)."""
+
+
+class ConfirmationExpired(Exception):
+    """The link was made by this site but is older than CONFIRMATION_MAX_AGE_SECONDS."""
+
+    def __init__(self, address: str):
+        super().__init__(f"The confirmation link for {address} has expired.")
+        self.address = address
+
+
+class DeliveryUncertain(Exception):
+    """An earlier attempt stopped while handing the message over; sending again could duplicate it."""
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def now_iso() -> str:
+    return iso_utc(datetime.now(UTC))
+
+
+def make_token(address: str) -> str:
+    """Sign an address with the current time; read_token() gives it back until it expires."""
+    return signing.TimestampSigner(salt=SALT).sign_object({"email": address})
+
+
+def read_token(token: str) -> str:
+    """Return the address a confirmation token was made for, or raise why it cannot be used."""
+    signer = signing.TimestampSigner(salt=SALT)
+    try:
+        payload = signer.unsign_object(token, max_age=settings.CONFIRMATION_MAX_AGE_SECONDS)
+    except signing.SignatureExpired:
+        # Genuine but old: say whose it was, so the page can offer to send a new link.
+        raise ConfirmationExpired(signer.unsign_object(token)["email"]) from None
+    except (signing.BadSignature, ValueError):
+        raise InvalidConfirmation(token) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("email"), str):
+        raise InvalidConfirmation(token)
+    return payload["email"]
+
+
+def confirmation_link(address: str) -> str:
+    """The absolute link that confirms an address, on the site's public address (SITE_URL)."""
+    return urljoin(settings.SITE_URL, reverse("tasks_app:confirm_email", args=[make_token(address)]))
+
+
+def send_confirmation(address: str, *, job_id: str, connection: redis.Redis) -> dict:
+    """Send the confirmation email of a job once: a retry after a delivered message sends nothing.
+
+    A failure of the mail server (refused connection, timeout, a 4xx or 5xx answer) means the
+    message was not accepted: the mark is removed and the error raised, so the job is retried.
+    """
+    expires_at = datetime.now(UTC) + timedelta(seconds=settings.CONFIRMATION_MAX_AGE_SECONDS)
+    message = message_for(address, expires_at)
+    message.message()  # a message that cannot be built fails here, before anything is marked
+    key = SENT_MARK_KEY.format(job_id=job_id)
+    if not connection.set(key, SENDING, nx=True, ex=SENT_MARK_TTL_SECONDS):
+        mark = connection.get(key)
+        if mark == SENDING:
+            raise DeliveryUncertain(
+                "An earlier attempt stopped while handing the message to the mail server; "
+                "it is not sent again, so that the address never receives it twice."
+            )
+        logger.info("job_id=%s confirmation email already sent; not sending again", job_id)
+        return json.loads(mark)
+    try:
+        message.send()
+    except (smtplib.SMTPException, OSError):
+        connection.delete(key)  # not accepted by the server: a retry may send it
+        raise
+    result = {"email": address, "sent_at": now_iso(), "link_expires_at": iso_utc(expires_at)}
+    logger.info("job_id=%s confirmation email sent", job_id)
+    try:
+        connection.set(key, json.dumps(result), ex=SENT_MARK_TTL_SECONDS)
+    except redis.RedisError as exc:  # the message went: the job succeeds, and the mark stays "sending"
+        logger.warning("job_id=%s confirmation email sent but not marked: %s", job_id, exc)
+    return result
+
+
+def message_for(address: str, expires_at: datetime) -> EmailMessage:
+    context = {"email": address, "link": confirmation_link(address), "expires_at": expires_at}
+    subject = render_to_string("tasks_app/emails/confirmation_subject.txt", context).strip()
+    body = render_to_string("tasks_app/emails/confirmation_body.txt", context)
+    return EmailMessage(subject, body, to=[address], headers={"Auto-Submitted": "auto-generated"})
+
+
+def record_confirmation(connection: redis.Redis, address: str) -> str:
+    """Record that an address is confirmed; return when it first was (opening a link twice is fine)."""
+    connection.hsetnx(CONFIRMED_KEY, address, now_iso())
+    return connection.hget(CONFIRMED_KEY, address).decode()
+
+
+def confirmed_at(connection: redis.Redis, address: str) -> str | None:
+    """When an address was confirmed, or None."""
+    value = connection.hget(CONFIRMED_KEY, address)
+    return value.decode() if value is not None else None

@@ -1,0 +1,222 @@
+"""Uploaded images and their thumbnails, through Django's storage API.
+
+The web checks an upload (format, bytes, pixels, whole and decodable) before storing it; the job
+gets only the stored name, reads the file back from the shared storage, and writes one thumbnail
+per configured size. Whatever fails, nothing half-made stays in storage: a failed attempt deletes
+the thumbnails it wrote, and a job that ends without finishing (failed, stopped, canceled) takes
+its upload with it (discard_files_of_unfinished_job).
+"""
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urljoin
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+# Pillow's name of each accepted format → the extension of stored uploads. Image.open() is told
+# to try these parsers only, so untrusted bytes never reach the parsers of other formats.
+UPLOAD_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+# Thumbnails keep their source's format, except GIF (256 colours): PNG keeps its transparency.
+THUMBNAIL_FORMATS = {"jpg": ("JPEG", "jpg"), "png": ("PNG", "png"), "gif": ("PNG", "png"), "webp": ("WEBP", "webp")}
+SAVE_OPTIONS = {"JPEG": {"quality": 85, "optimize": True}, "PNG": {"optimize": True}, "WEBP": {"quality": 80}}
+UPLOAD_DIR = "uploads"
+THUMBNAIL_DIR = "thumbnails"
+# Statuses after which a thumbnail job will never use its upload again.
+UNFINISHED_END_STATUSES = frozenset({"failed", "stopped", "canceled"})
+
+NOT_AN_IMAGE = "The file is not a JPEG, PNG, GIF or WebP image."
+DAMAGED = "The image is damaged or incomplete (truncated): it cannot be decoded."
+
+
+class ImageRejected(Exception):
+    """An upload that cannot be made into thumbnails; `code` says why (too_large, not_an_image, ...)."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    """An upload that passed check_upload(), with what the check found out."""
+
+    file: File
+    format: str
+    width: int
+    height: int
+
+
+def describe_bytes(count: int) -> str:
+    """Say a byte count the way people read limits: 10 MiB, 512 KiB, 300 bytes."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if count >= factor:
+            return f"{count / factor:.4g} {unit}"
+    return f"{count} bytes"
+
+
+def too_large_message() -> str:
+    return f"The file is larger than the upload limit of {describe_bytes(settings.THUMBNAIL_MAX_UPLOAD_BYTES)}."
+
+
+def check_upload(upload: File) -> CheckedImage:
+    """Refuse an upload that is too large, not an accepted image, a decompression bomb or truncated."""
+    if upload.size > settings.THUMBNAIL_MAX_UPLOAD_BYTES:
+        raise ImageRejected(too_large_message(), "too_large")
+    # verify() reads the structure and checksums without decoding; load() then decodes the pixels,
+    # which is what finds a file cut short. A verified image cannot be loaded, hence two opens.
+    with open_image(upload) as image:
+        facts = (image.format, image.width, image.height)
+        decode_or_reject(image.verify)
+    with open_image(upload) as image:
+        decode_or_reject(image.load)
+    upload.seek(0)
+    return CheckedImage(upload, *facts)
+
+
+def open_image(file: File) -> Image.Image:
+    """Open an image lazily (header only), refusing other formats and too many pixels."""
+    file.seek(0)
+    try:
+        image = Image.open(file, formats=list(UPLOAD_EXTENSIONS))
+    except Image.DecompressionBombError:
+        raise ImageRejected(pixel_limit_message(), "too_many_pixels") from None
+    except UnidentifiedImageError:
+        if has_accepted_signature(file):  # the start of a real image whose header is cut short
+            raise ImageRejected(DAMAGED, "damaged") from None
+        raise ImageRejected(NOT_AN_IMAGE, "not_an_image") from None
+    except Exception:  # a broken header: Pillow's parsers raise many kinds of errors
+        raise ImageRejected(DAMAGED, "damaged") from None
+    if image.width * image.height > settings.THUMBNAIL_MAX_PIXELS:
+        image.close()
+        raise ImageRejected(pixel_limit_message(image.width, image.height), "too_many_pixels")
+    return image
+
+
+def has_accepted_signature(file: File) -> bool:
+    """Whether a file starts like a JPEG, PNG, GIF or WebP image (its "magic number")."""
+    file.seek(0)
+    head = file.read(12)
+    return head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")) or (
+        head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    )
+
+
+def pixel_limit_message(width: int | None = None, height: int | None = None) -> str:
+    limit = f"{settings.THUMBNAIL_MAX_PIXELS / 1_000_000:g} megapixels"
+    declared = f"{width} x {height} pixels" if width else "more pixels than Pillow allows"
+    return f"The image declares {declared}, over the limit of {limit}; it is refused as a decompression bomb."
+
+
+def decode_or_reject(decode: Callable[[], Any]) -> None:
+    try:
+        decode()
+    except Exception:  # truncated data, bad checksums, decoder errors of every kind
+        raise ImageRejected(DAMAGED, "damaged") from None
+
+
+def store_upload(checked: CheckedImage) -> str:
+    """Save a checked upload under a fresh, unguessable name; return the name in storage."""
+    name = f"{UPLOAD_DIR}/{uuid.uuid4().hex}.{UPLOAD_EXTENSIONS[checked.format]}"
+    try:
+        return default_storage.save(name, checked.file)
+    except BaseException:
+        delete_quietly(name)  # a disk that filled up mid-write leaves a partial file
+        raise
+
+
+def thumbnail_name(upload_name: str, size: int) -> str:
+    """Where the thumbnail of one size of an upload goes: thumbnails/<upload>-<size>.<ext>."""
+    path = PurePosixPath(upload_name)
+    _, extension = THUMBNAIL_FORMATS[path.suffix.lstrip(".")]
+    return f"{THUMBNAIL_DIR}/{path.stem}-{size}.{extension}"
+
+
+def public_url(name: str) -> str:
+    """An absolute URL of a stored file (storage URLs are often site-relative, such as /media/...)."""
+    return urljoin(settings.SITE_URL, default_storage.url(name))
+
+
+def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = lambda percent: None) -> dict:
+    """Write a thumbnail per configured size of a stored upload; return the URLs and pixel sizes."""
+    written: list[str] = []
+    try:
+        with default_storage.open(upload_name, "rb") as source, open_image(source) as image:
+            decode_or_reject(image.load)
+            upright = ImageOps.exif_transpose(image)  # the camera's rotation, applied to the pixels
+        report_progress(10)
+        image_format, _ = THUMBNAIL_FORMATS[PurePosixPath(upload_name).suffix.lstrip(".")]
+        working = upright.convert("RGBA" if has_transparency(upright) else "RGB")
+        thumbnails = []
+        for index, size in enumerate(settings.THUMBNAIL_SIZES, start=1):
+            thumbnail = fit_within(working, size)
+            name = thumbnail_name(upload_name, size)
+            delete_quietly(name)  # left by an attempt that was killed: save() would pick another name
+            written.append(name)  # before saving, so that a partly written file is deleted too
+            written[-1] = default_storage.save(name, ContentFile(encode(thumbnail, image_format)))
+            thumbnails.append(
+                {"size": size, "url": public_url(written[-1]), "width": thumbnail.width, "height": thumbnail.height}
+            )
+            report_progress(10 + 90 * index // len(settings.THUMBNAIL_SIZES))
+    except BaseException:
+        for name in written:
+            delete_quietly(name)
+        raise
+    original = {"url": public_url(upload_name), "width": upright.width, "height": upright.height}
+    logger.info("thumbnails made upload=%s sizes=%s", upload_name, settings.THUMBNAIL_SIZES)
+    return {"original": original, "thumbnails": thumbnails}
+
+
+def has_transparency(image: Image.Image) -> bool:
+    return image.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in image.info
+
+
+def fit_within(image: Image.Image, size: int) -> Image.Image:
+    """Scale an image down (never up) to fit a size x size square, keeping its proportions."""
+    scale = min(1.0, size / max(image.width, image.height))
+    dimensions = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if dimensions == image.size:
+        return image
+    return image.resize(dimensions, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def encode(image: Image.Image, image_format: str) -> bytes:
+    """Encode a thumbnail with its colour profile but no EXIF (no GPS position, no rotation tag)."""
+    options = dict(SAVE_OPTIONS[image_format])
+    if image.info.get("icc_profile"):
+        options["icc_profile"] = image.info["icc_profile"]
+    buffer = BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def discard(upload_name: str) -> None:
+    """Delete an upload and every thumbnail made from it."""
+    for name in [upload_name, *(thumbnail_name(upload_name, size) for size in settings.THUMBNAIL_SIZES)]:
+        delete_quietly(name)
+
+
+def delete_quietly(name: str) -> None:
+    """Delete a stored file if it exists; a cleanup that fails is logged, never raised."""
+    try:
+        if default_storage.exists(name):
+            default_storage.delete(name)
+    except Exception:
+        logger.exception("could not delete %s from storage", name)
+
+
+def discard_files_of_unfinished_job(sender, job, status: str, **kwargs) -> None:
+    """Receiver of signals.job_status_changed: a thumbnail job that will never finish leaves no files."""
+    if job.meta.get("kind") == "thumbnail" and status in UNFINISHED_END_STATUSES and job.meta.get("upload"):
+        discard(job.meta["upload"])
+        logger.info("job_id=%s ended %s; discarded its upload %s", job.id, status, job.meta["upload"])

@@ -1,0 +1,62 @@
+"""A cap on uploaded files, applied while Django parses a request (settings.FILE_UPLOAD_HANDLERS).
+
+Django limits form fields (DATA_UPLOAD_MAX_MEMORY_SIZE) but not files: without this handler an
+upload of any size is spooled to a temporary file before a view can refuse it. Placed first, it
+stops passing a file on to the storing handlers once it exceeds THUMBNAIL_MAX_UPLOAD_BYTES, and the
+rest of that file is read and thrown away. The view then finds a stand-in that only knows how large
+the file was, so forms refuse it like any other oversized upload (413).
+"""
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.http import HttpRequest
+from django.utils.datastructures import MultiValueDict
+
+
+class OversizedUpload(UploadedFile):
+    """Stands for a file that was dropped for its size; it has a name and a size, no content."""
+
+    def __init__(self, field_name: str, name: str, content_type: str | None, size: int):
+        super().__init__(file=None, name=name, content_type=content_type, size=size)
+        self.field_name = field_name
+
+
+class UploadLimitHandler(FileUploadHandler):
+    """Drop any uploaded file larger than THUMBNAIL_MAX_UPLOAD_BYTES, remembering that it came."""
+
+    def __init__(self, request: HttpRequest | None = None):
+        super().__init__(request)
+        self.limit = settings.THUMBNAIL_MAX_UPLOAD_BYTES
+        self.dropped: list[OversizedUpload] = []
+        self.received = 0
+
+    def new_file(self, field_name, file_name, content_type, content_length, charset=None, content_type_extra=None):
+        super().new_file(field_name, file_name, content_type, content_length, charset, content_type_extra)
+        self.received = 0
+        if content_length is not None and content_length > self.limit:  # declared too large: skip it unread
+            self.drop(content_length)
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.drop(self.received)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handler stores the file
+
+    def drop(self, size: int):
+        self.dropped.append(OversizedUpload(self.field_name, self.file_name, self.content_type, size))
+        # The parser closes what the storing handlers wrote so far and discards the rest.
+        raise SkipFile
+
+
+def uploaded_files(request: HttpRequest) -> MultiValueDict:
+    """The request's files, with a stand-in (OversizedUpload) for each one dropped for its size."""
+    files = request.FILES.copy()
+    for handler in request.upload_handlers:
+        if isinstance(handler, UploadLimitHandler):
+            for dropped in handler.dropped:
+                files.setlist(dropped.field_name, [dropped])
+    return files

@@ -17,6 +17,7 @@ from django.core import signing
 from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.timesince import timeuntil
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,12 @@ def send_confirmation(address: str, *, job_id: str, connection: redis.Redis) -> 
 
 
 def message_for(address: str, expires_at: datetime) -> EmailMessage:
-    context = {"email": address, "link": confirmation_link(address), "expires_at": expires_at}
+    valid_for = timedelta(seconds=settings.CONFIRMATION_MAX_AGE_SECONDS)
+    context = {
+        "email": address,
+        "link": confirmation_link(address),
+        "valid_for": timeuntil(expires_at, now=expires_at - valid_for).replace("\xa0", " "),  # "2 days"
+    }
     subject = render_to_string("tasks_app/emails/confirmation_subject.txt", context).strip()
     body = render_to_string("tasks_app/emails/confirmation_body.txt", context)
     return EmailMessage(subject, body, to=[address], headers={"Auto-Submitted": "auto-generated"})

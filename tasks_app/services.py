@@ -181,14 +181,11 @@ def enqueue_call(
 # --- Thumbnails and confirmation emails ---------------------------------------------------------
 
 
-def enqueue_thumbnails(
-    image: thumbnails.CheckedImage,
-    *,
-    queue_name: str = DEFAULT_QUEUE,
-    delay: int = 0,
-    submitter: dict[str, Any] | None = None,
-) -> str:
-    """Store a checked image and enqueue the job that makes its thumbnails; the job gets only its name."""
+def enqueue_thumbnails(image: thumbnails.CheckedImage, **options: Any) -> str:
+    """Store a checked image and enqueue the job that makes its thumbnails; the job gets only its name.
+
+    `options` are enqueue_call's: queue_name, delay, submitter.
+    """
     stored_name = thumbnails.store_upload(image)
     try:
         return enqueue_call(
@@ -197,31 +194,21 @@ def enqueue_thumbnails(
             kind="thumbnail",
             description=f"Thumbnails of {stored_name}",
             meta={"upload": stored_name},
-            queue_name=queue_name,
-            delay=delay,
-            submitter=submitter,
+            **options,
         )
     except BaseException:
         thumbnails.discard(stored_name)  # no job will ever use (or clean up) the stored file
         raise
 
 
-def enqueue_confirmation_email(
-    address: str,
-    *,
-    queue_name: str = DEFAULT_QUEUE,
-    delay: int = 0,
-    submitter: dict[str, Any] | None = None,
-) -> str:
-    """Enqueue the job that sends an address its confirmation link."""
+def enqueue_confirmation_email(address: str, **options: Any) -> str:
+    """Enqueue the job that sends an address its confirmation link (options as for enqueue_call)."""
     return enqueue_call(
         tasks.send_confirmation_email,
         (address,),
         kind="confirmation_email",
         description=f"Confirmation email to {address}",
-        queue_name=queue_name,
-        delay=delay,
-        submitter=submitter,
+        **options,
     )
 
 

@@ -114,8 +114,8 @@ def has_accepted_signature(file: File) -> bool:
 
 def pixel_limit_message(width: int | None = None, height: int | None = None) -> str:
     limit = f"{settings.THUMBNAIL_MAX_PIXELS / 1_000_000:g} megapixels"
-    declared = f"{width} x {height} pixels" if width else "more pixels than Pillow allows"
-    return f"The image declares {declared}, over the limit of {limit}; it is refused as a decompression bomb."
+    declared = f"{width} x {height} pixels, more than" if width else "more pixels than"
+    return f"The image declares {declared} the limit of {limit}; it is refused as a decompression bomb."
 
 
 def decode_or_reject(decode: Callable[[], Any]) -> None:
@@ -156,7 +156,8 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
             upright = ImageOps.exif_transpose(image)  # the camera's rotation, applied to the pixels
         report_progress(10)
         image_format, _ = THUMBNAIL_FORMATS[PurePosixPath(upload_name).suffix.lstrip(".")]
-        working = upright.convert("RGBA" if has_transparency(upright) else "RGB")
+        mode = "RGBA" if has_transparency(upright) else "RGB"
+        working = upright if upright.mode == mode else upright.convert(mode)
         thumbnails = []
         for index, size in enumerate(settings.THUMBNAIL_SIZES, start=1):
             thumbnail = fit_within(working, size)

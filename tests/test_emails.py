@@ -6,8 +6,6 @@ loopback where the behaviour of SMTP itself (refusals, retries) is the point.
 
 import contextlib
 import re
-import subprocess
-import sys
 import time
 from urllib.parse import urlsplit
 
@@ -20,8 +18,9 @@ from rq.serializers import JSONSerializer
 
 from tasks_app import emails, services
 from tasks_app.workers import InProcessJSONWorker
-from tests.support.processes import PROJECT_ROOT, child_env, free_port
+from tests.support.processes import free_port
 from tests.support.smtp import Mailbox, confirmation_link, smtp_server
+from tests.test_settings import manage
 
 
 @pytest.fixture
@@ -284,14 +283,7 @@ def test_an_attempt_that_died_while_sending_is_not_repeated(fake_redis, site):
 
 def email_settings(**env: str) -> list[str]:
     code = "from django.conf import settings as s; print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.SITE_URL)"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=PROJECT_ROOT,
-        env=child_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = manage("shell", "-c", code, **env)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1].split()
 
@@ -319,13 +311,6 @@ def test_email_goes_to_the_console_in_development_and_to_smtp_once_configured():
     ],
 )
 def test_bad_settings_are_refused_by_name(env, message):
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=PROJECT_ROOT,
-        env=child_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = manage("check", **env)
     assert result.returncode != 0
     assert message in result.stderr

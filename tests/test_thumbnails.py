@@ -201,7 +201,10 @@ def test_bad_images_are_refused_with_400(fake_redis, media, data, message):
 def test_a_bomb_under_pillows_limit_is_refused_by_ours(fake_redis, media):
     """10000 x 10000 only makes Pillow warn; THUMBNAIL_MAX_PIXELS (50 megapixels) refuses it."""
     body = assert_refused(submit(images.png_declaring(10_000, 10_000)), 400, media, fake_redis, "decompression bomb")
-    assert "10000 x 10000 pixels, over the limit of 50 megapixels" in body["errors"]["image"][0]
+    assert body["errors"]["image"] == [
+        "The image declares 10000 x 10000 pixels, more than the limit of 50 megapixels; "
+        "it is refused as a decompression bomb."
+    ]
 
 
 def test_the_pixel_limit_is_configurable(fake_redis, media, settings):

@@ -19,7 +19,11 @@ def request(url: str, method: str = "GET", payload: Any = None, timeout: float =
     headers = {"Accept": "application/json"}
     if data is not None:
         headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    return send(urllib.request.Request(url, data=data, method=method, headers=headers), timeout)
+
+
+def send(req: urllib.request.Request, timeout: float = 10) -> Reply:
+    """Send a request and read its JSON answer, whatever the status."""
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return Reply(response.status, json.loads(response.read()), dict(response.headers))

@@ -50,6 +50,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         env = dict(os.environ)
+        url = f"http://{options['host']}:{options['port']}/"
+        env.setdefault("SITE_URL", url)  # links in emails and thumbnail URLs point at this server
         try:
             if os.environ.get("REDIS_URL"):
                 self.stdout.write(f"Using Redis at {os.environ['REDIS_URL']}")
@@ -58,7 +60,6 @@ class Command(BaseCommand):
             self.start_web(env, options["host"], options["port"])
             for number in range(1, options["workers"] + 1):
                 self.start_worker(env, number)
-            url = f"http://{options['host']}:{options['port']}/"
             self.wait_for_http(url)
             self.stdout.write(self.style.SUCCESS(f"taskqueue is running at {url}  (Ctrl-C stops everything)"))
             self.supervise()

@@ -248,6 +248,29 @@ TASK_POLICIES = task_policies(
     environ.get("TASK_POLICIES", ""),
 )
 
+# --- Protection against floods -----------------------------------------------------------------
+
+RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_rate(raw: str) -> tuple[int, int] | None:
+    """Parse a rate such as "60/m" into (requests, window seconds); "off" (or "0") is None."""
+    value = raw.strip().lower()
+    if value in {"off", "0", "none", ""}:
+        return None
+    count, _, unit = value.partition("/")
+    if not count.isdigit() or int(count) < 1 or unit not in RATE_UNITS:
+        raise ImproperlyConfigured(f"TASKS_RATE_LIMIT must look like 60/m (per s, m or h) or off, not {raw!r}")
+    return int(count), RATE_UNITS[unit]
+
+
+# New tasks per client (IP address) and window: POST /tasks and the page's form answer 429 with
+# Retry-After beyond it. "off" disables it (benchmarks do).
+TASKS_RATE_LIMIT = environ.get("TASKS_RATE_LIMIT", "60/m")
+parse_rate(TASKS_RATE_LIMIT)  # fail at start-up, not on the first request
+# New work is refused with 503 while the target queue holds this many waiting jobs (0: no limit).
+TASKS_MAX_QUEUE_DEPTH = int(env_float("TASKS_MAX_QUEUE_DEPTH", 10_000))
+
 # --- Logging ------------------------------------------------------------------------------------
 
 LOGGING = {

@@ -5,7 +5,9 @@ the app builds queues or fetches jobs.
 """
 
 import logging
+import math
 import re
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +26,7 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
+from taskqueue_site.settings import parse_rate
 from tasks_app import tasks
 from tasks_app.signals import send_status_changed
 
@@ -48,6 +51,21 @@ class QueueUnavailable(Exception):
 
 class TaskNotFound(Exception):
     """No job with that id exists, or it has expired."""
+
+
+class RateLimited(Exception):
+    """The client sent more new tasks than TASKS_RATE_LIMIT allows."""
+
+    def __init__(self, retry_after: int, limit: str):
+        super().__init__(f"Too many new tasks: the limit is {limit} per client. Retry in {retry_after} s.")
+        self.retry_after = retry_after
+
+
+class QueueFull(Exception):
+    """The queue is deeper than TASKS_MAX_QUEUE_DEPTH: new work would only bury the workers."""
+
+    def __init__(self, queue_name: str, depth: int):
+        super().__init__(f"The {queue_name} queue already holds {depth} waiting tasks; try again later.")
 
 
 class TaskStateConflict(Exception):
@@ -109,6 +127,31 @@ def get_connection(queue_name: str = DEFAULT_QUEUE) -> Redis:
 def task_policy(kind: str) -> dict[str, Any]:
     """Return the timeout and retry policy of a kind of task (settings.TASK_POLICIES)."""
     return settings.TASK_POLICIES[kind]
+
+
+def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
+    """Refuse new work from a client over its rate, or into a queue at its depth limit.
+
+    A fixed window per client, counted in Redis so that every web process shares it.
+    """
+    rate = parse_rate(settings.TASKS_RATE_LIMIT)
+    connection = get_connection(queue_name)
+    try:
+        if rate is not None:
+            allowed, window = rate
+            now = time.time()
+            key = f"taskqueue:rate:{client}:{int(now // window)}"
+            with connection.pipeline() as pipeline:
+                used, _ = pipeline.incr(key).expire(key, window + 1).execute()
+            if used > allowed:
+                raise RateLimited(retry_after=max(1, math.ceil(window - now % window)), limit=settings.TASKS_RATE_LIMIT)
+        depth_limit = settings.TASKS_MAX_QUEUE_DEPTH
+        if depth_limit:
+            depth = connection.llen(f"rq:queue:{queue_name}")
+            if depth >= depth_limit:
+                raise QueueFull(queue_name, depth)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
 
 
 def enqueue_task(

@@ -6,14 +6,14 @@ Two audiences: people (the page and the job page, CSRF-protected HTML forms) and
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from tasks_app import events, services
+from tasks_app import events, openapi, services
 from tasks_app.forms import TaskForm, UnreadableRequest, read_submission
 from tasks_app.responses import json_error, json_methods, json_success
 
@@ -40,8 +40,12 @@ def index(request: HttpRequest) -> HttpResponse:
         return render(request, "tasks_app/index.html", {"form": form}, status=400)
     try:
         task_id = enqueue_from_form(request, form)
-    except services.QueueUnavailable:
-        form.add_error(None, QUEUE_DOWN_MESSAGE)
+    except services.RateLimited as exc:
+        form.add_error(None, str(exc))
+        page = render(request, "tasks_app/index.html", {"form": form}, status=429)
+        return with_headers(page, {"Retry-After": str(exc.retry_after)})
+    except (services.QueueFull, services.QueueUnavailable) as exc:
+        form.add_error(None, str(exc) if isinstance(exc, services.QueueFull) else QUEUE_DOWN_MESSAGE)
         return with_headers(render(request, "tasks_app/index.html", {"form": form}, status=503), RETRY_AFTER)
     return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
 
@@ -94,6 +98,10 @@ def create_task(request: HttpRequest) -> HttpResponse:
         return json_error("The task could not be created: the input is invalid.", 400, errors=errors)
     try:
         task_id = enqueue_from_form(request, form)
+    except services.RateLimited as exc:
+        return json_error(str(exc), 429, headers={"Retry-After": str(exc.retry_after)})
+    except services.QueueFull as exc:
+        return json_error(str(exc), 503, headers=RETRY_AFTER)
     except services.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     status_url = request.build_absolute_uri(reverse("tasks_app:task_status", args=[task_id]))
@@ -127,6 +135,8 @@ async def task_events(request: HttpRequest, task_id: str) -> HttpResponse:
 @never_cache
 async def tasks_events(request: HttpRequest) -> HttpResponse:
     """Stream several tasks at once (?id=...&id=...): the page's one connection for all its rows."""
+    if request.method not in ("GET", "HEAD"):
+        return method_not_allowed(request)
     task_ids = list(dict.fromkeys(request.GET.getlist("id")))
     if not task_ids:
         return json_error("Name at least one task: ?id=<task_id>.", 400, errors={"id": ["This field is required."]})
@@ -138,7 +148,7 @@ async def tasks_events(request: HttpRequest) -> HttpResponse:
 
 async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
-        return json_error(f"Method {request.method} is not allowed here; use GET.", 405, headers={"Allow": "GET, HEAD"})
+        return method_not_allowed(request)
     if single:
         try:  # an unknown task is a 404 before any stream starts
             await sync_to_async(services.get_task_status, thread_sensitive=False)(task_ids[0])
@@ -158,6 +168,10 @@ async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) 
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
     return response
+
+
+def method_not_allowed(request: HttpRequest) -> HttpResponse:
+    return json_error(f"Method {request.method} is not allowed here; use GET.", 405, headers={"Allow": "GET, HEAD"})
 
 
 def read_status_or_none(task_id: str) -> dict | None:
@@ -191,7 +205,8 @@ def cancel_task(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 def enqueue_from_form(request: HttpRequest, form: TaskForm) -> str:
-    """Enqueue a validated submission, recording who sent it."""
+    """Enqueue a validated submission if the client and the queue may take it; record who sent it."""
+    services.admit_submission(request.META.get("REMOTE_ADDR", "unknown"), form.cleaned_data["queue"])
     return services.enqueue_task(
         form.cleaned_data["type"],
         queue_name=form.cleaned_data["queue"],
@@ -209,6 +224,12 @@ def submitter_of(request: HttpRequest) -> dict[str, object]:
         "username": user.get_username() if authenticated else "",
         "ip": request.META.get("REMOTE_ADDR", ""),
     }
+
+
+@json_methods(["GET", "HEAD"])
+def openapi_document(request: HttpRequest) -> HttpResponse:
+    """The OpenAPI description of the JSON API."""
+    return JsonResponse(openapi.document(), json_dumps_params={"indent": 2})
 
 
 # --- Error handlers (settings.DEBUG off) --------------------------------------------------------

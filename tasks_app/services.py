@@ -217,7 +217,7 @@ def enqueue_call(
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise QueueUnavailable(str(exc)) from exc
     logger.info("enqueued job_id=%s kind=%s queue=%s delay=%s", job.id, kind, queue_name, delay)
-    send_status_changed(job, job.get_status(refresh=False).value, queue.connection)
+    send_status_changed(job, job.get_status(refresh=False).value, queue.connection, created=True)
     return job.id
 
 

@@ -125,7 +125,8 @@ def start_asgi_server(
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_answers(base_url + "/") or process.poll() is not None, 30, "uvicorn to answer")
+        ready = base_url + "/openapi.json"  # needs no static files, whatever the settings
+        wait_until(lambda: http_answers(ready) or process.poll() is not None, 30, "uvicorn to answer")
         if process.poll() is not None:
             raise RuntimeError(f"uvicorn exited with {process.returncode}")
     except BaseException:

@@ -292,26 +292,30 @@ TASK_RESULT_TTL = int(env_float("TASK_RESULT_TTL", 24 * 3600))
 
 # --- Logging ------------------------------------------------------------------------------------
 
-# One line per event. JSON (taskqueue_site/log_formatters.py) for log collectors in production,
+# One line per event. JSON (taskqueue_site/logs.py) for log collectors in production,
 # with the job's id as its own field; plain text for people at a terminal.
 LOG_FORMAT = environ.get("DJANGO_LOG_FORMAT", "plain" if DEBUG else "json").strip().lower()
 if LOG_FORMAT not in {"json", "plain"}:
     raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
 LOG_LEVEL = environ.get("DJANGO_LOG_LEVEL", "INFO").strip().upper()
 
+LOGGING_CONFIG = "taskqueue_site.logs.configure_logging"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "taskqueue_site.log_formatters.JSONFormatter"},
+        "json": {"()": "taskqueue_site.logs.JSONFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        # uvicorn installs handlers of its own before it loads Django; send its server and
-        # access logs through ours instead, so they get the same format.
+        # uvicorn configures its loggers before it loads Django (from taskqueue_site/
+        # uvicorn_logging.json in production); in each server process Django then sends its
+        # server and access logs through our handler, in the chosen format.
         "uvicorn": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "uvicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # Python warnings (configure_logging captures them) as events too, not raw stderr text.
+        "py.warnings": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

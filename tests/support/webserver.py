@@ -15,6 +15,16 @@ PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "test-only-3f9c1b7e5a2d8c4f6e0b9a7d5c3e1f8a6b4d2c0e9f7a5b3d1c8e6f4a2b0d9c7e5",
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
 }
+# The flags of the production command in compose.yml and the Dockerfile (tests/test_compose.py
+# checks that they match); only the address and the worker count differ here.
+PRODUCTION_FLAGS = [
+    "--proxy-headers",
+    "--no-server-header",
+    "--timeout-graceful-shutdown",
+    "30",
+    "--log-config",
+    "taskqueue_site/uvicorn_logging.json",
+]
 
 
 def production_env(base: dict[str, str], directory: Path) -> dict[str, str]:
@@ -46,7 +56,7 @@ def uvicorn_server(env: dict[str, str], log_path: Path, *extra_args: str) -> Ite
     """Run `uvicorn taskqueue_site.asgi:application` on a free loopback port; yield its base URL."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "taskqueue_site.asgi:application"]
-    command += ["--host", "127.0.0.1", "--port", str(port), *extra_args]
+    command += ["--host", "127.0.0.1", "--port", str(port), *PRODUCTION_FLAGS, *extra_args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

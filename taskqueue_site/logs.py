@@ -1,4 +1,4 @@
-"""Log formatters named in settings.LOGGING.
+"""How the site logs: settings.LOGGING_CONFIG and the JSON formatter that settings.LOGGING names.
 
 JSONFormatter writes each record as one JSON object on one line (tracebacks included, their
 newlines escaped), so a log collector parses every event without guessing where it ends.
@@ -6,6 +6,7 @@ newlines escaped), so a log collector parses every event without guessing where 
 
 import json
 import logging
+import logging.config
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", logging.INFO, "", 0, 
     "message",
     "asctime",
     "taskName",  # Python 3.12+
+    "color_message",  # uvicorn's copy of the message with terminal colours
 }
 # Our messages say job_id=<id>; RQ's own messages name the job by its id, a uuid4.
 JOB_ID_IN_MESSAGE = re.compile(
@@ -25,6 +27,12 @@ JOB_ID_IN_MESSAGE = re.compile(
 )
 # RQ colours parts of its messages when stdout is a terminal.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def configure_logging(config: dict[str, Any]) -> None:
+    """Apply settings.LOGGING, and log Python warnings as events instead of printing them raw."""
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
 
 
 class JSONFormatter(logging.Formatter):

@@ -143,7 +143,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATIC_ROOT = Path(environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -294,10 +294,10 @@ TASK_RESULT_TTL = int(env_float("TASK_RESULT_TTL", 24 * 3600))
 
 # One line per event. JSON (taskqueue_site/logs.py) for log collectors in production,
 # with the job's id as its own field; plain text for people at a terminal.
-LOG_FORMAT = environ.get("DJANGO_LOG_FORMAT", "plain" if DEBUG else "json").strip().lower()
+LOG_FORMAT = (environ.get("DJANGO_LOG_FORMAT") or ("plain" if DEBUG else "json")).strip().lower()
 if LOG_FORMAT not in {"json", "plain"}:
     raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
-LOG_LEVEL = environ.get("DJANGO_LOG_LEVEL", "INFO").strip().upper()
+LOG_LEVEL = (environ.get("DJANGO_LOG_LEVEL") or "INFO").strip().upper()
 
 LOGGING_CONFIG = "taskqueue_site.logs.configure_logging"
 LOGGING = {

@@ -16,7 +16,7 @@ import pytest
 
 from taskqueue_site.logs import JSONFormatter
 from tests.support.processes import PROJECT_ROOT, child_env, redis_server, wait_until
-from tests.support.webserver import PRODUCTION_ENV, production_env, uvicorn_server
+from tests.support.webserver import production_env, uvicorn_server
 
 HTTPS = {"X-Forwarded-Proto": "https"}  # what the TLS proxy in front adds
 
@@ -62,11 +62,11 @@ def fetch(site, path: str, headers: dict[str, str] | None = None, data: bytes | 
 # --- manage.py check --deploy --------------------------------------------------------------------
 
 
-def test_check_deploy_reports_nothing_under_production_settings():
+def test_check_deploy_reports_nothing_under_production_settings(tmp_path):
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "DEBUG"],
         cwd=PROJECT_ROOT,
-        env=child_env(**PRODUCTION_ENV),
+        env=production_env(child_env(), tmp_path),
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,8 +1,9 @@
 """Redis Sentinel failover with real processes: jobs acknowledged before and after it all finish.
 
-A primary, a replica and three sentinels (tests/support/sentinel.py); the production web
-server (uvicorn) and a `manage.py rqworker`, both configured only with REDIS_SENTINELS and
-REDIS_MASTER_NAME. The primary is SIGKILLed while jobs wait and run; the test measures how
+A primary, a replica and three sentinels, all with passwords (tests/support/sentinel.py); the
+production web server (uvicorn) and a `manage.py rqworker --with-scheduler`, both configured with
+REDIS_SENTINELS, REDIS_MASTER_NAME and the passwords instead of REDIS_URL. The primary is
+SIGKILLed while jobs wait and one runs; the test measures how
 long enqueueing failed and how many acknowledged jobs were lost, prints that, and writes it
 to test-results/sentinel-failover.json.
 """
@@ -35,6 +36,7 @@ def test_jobs_acknowledged_before_and_after_the_primary_dies_all_finish(tmp_path
             REDIS_SENTINELS=redis.sentinels,
             REDIS_MASTER_NAME=MASTER_NAME,
             REDIS_PASSWORD=redis.password,
+            REDIS_SENTINEL_PASSWORD=redis.sentinel_password,
             TASK_UNIT_SECONDS="0.1",
             DJANGO_SECURE_SSL_REDIRECT="false",
         )

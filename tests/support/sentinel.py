@@ -20,12 +20,14 @@ MASTER_NAME = "taskqueue"
 # Fast enough for a test, slow enough that a busy two-core machine does not fail over by mistake.
 DOWN_AFTER_MILLISECONDS = 1000
 FAILOVER_TIMEOUT_MILLISECONDS = 3000
-PASSWORD = "s3cret-redis-password"  # both servers and the sentinels' auth-pass
+PASSWORD = "s3cret-redis-password"  # both servers' requirepass, and the sentinels' auth-pass
+SENTINEL_PASSWORD = "s3cret-sentinel-password"  # the sentinels' own requirepass
 
 
 @dataclass
 class SentinelDeployment:
     password: str
+    sentinel_password: str
     primary_port: int
     replica_port: int
     sentinel_ports: list[int]
@@ -39,10 +41,13 @@ class SentinelDeployment:
     def client(self, port: int) -> Redis:
         return Redis(port=port, password=self.password, socket_timeout=1, socket_connect_timeout=1)
 
+    def sentinel(self, port: int) -> Redis:
+        return Redis(port=port, password=self.sentinel_password, socket_timeout=1, socket_connect_timeout=1)
+
     def master_port(self) -> int | None:
         """The master's port as the first sentinel sees it."""
         try:
-            _host, port = Redis(port=self.sentinel_ports[0]).sentinel_get_master_addr_by_name(MASTER_NAME)
+            _host, port = self.sentinel(self.sentinel_ports[0]).sentinel_get_master_addr_by_name(MASTER_NAME)
         except (RedisError, TypeError):
             return None
         return int(port)
@@ -62,13 +67,16 @@ def redis_is_ready(client: Redis) -> bool:
 
 
 @contextlib.contextmanager
-def sentinel_deployment(directory: Path, password: str = PASSWORD) -> Iterator[SentinelDeployment]:
+def sentinel_deployment(
+    directory: Path, password: str = PASSWORD, sentinel_password: str = SENTINEL_PASSWORD
+) -> Iterator[SentinelDeployment]:
     """Start the five processes, wait until the sentinels agree on the topology, yield it."""
     for program in ("redis-server", "redis-sentinel"):
         if shutil.which(program) is None:
             raise RuntimeError(f"{program} is not installed (apt-get install redis-server redis-sentinel)")
     deployment = SentinelDeployment(
         password=password,
+        sentinel_password=sentinel_password,
         primary_port=free_port(),
         replica_port=free_port(),
         sentinel_ports=[free_port() for _ in range(3)],
@@ -96,6 +104,8 @@ def sentinel_deployment(directory: Path, password: str = PASSWORD) -> Iterator[S
             config = directory / f"sentinel-{number}.conf"  # sentinels rewrite their own file
             config.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+                f"requirepass {sentinel_password}\n"
+                f"sentinel sentinel-pass {sentinel_password}\n"
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {deployment.primary_port} 2\n"
                 f"sentinel auth-pass {MASTER_NAME} {password}\n"
                 f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MILLISECONDS}\n"
@@ -113,7 +123,7 @@ def sentinel_deployment(directory: Path, password: str = PASSWORD) -> Iterator[S
 
         def sentinels_agree() -> bool:
             for port in deployment.sentinel_ports:
-                sentinel = Redis(port=port, socket_timeout=1)
+                sentinel = deployment.sentinel(port)
                 try:
                     if len(sentinel.sentinel_sentinels(MASTER_NAME)) < 2 or not sentinel.sentinel_slaves(MASTER_NAME):
                         return False

@@ -66,6 +66,7 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 # Production runs behind a TLS proxy; `uvicorn --proxy-headers` believes its X-Forwarded-Proto
 # when the proxy's address is in FORWARDED_ALLOW_IPS, so request.is_secure() sees HTTPS.
+# /healthz needs no exemption: tasks_app.middleware.HealthCheckMiddleware answers it first.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = int(env_float("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)

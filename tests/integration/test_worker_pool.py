@@ -13,9 +13,9 @@ from tests.support.processes import child_env, free_port, manage_py, stop, wait_
 JOBS = 30
 
 
-def test_two_workers_share_the_queues_and_run_every_job_exactly_once(real_redis, start_worker):
-    start_worker(burst=False)
-    start_worker(burst=False)
+def test_two_workers_share_the_queues_and_run_every_job_exactly_once(real_redis, start_worker, tmp_path):
+    start_worker(burst=False, DJANGO_LOG_FORMAT="json")
+    start_worker(burst=False, DJANGO_LOG_FORMAT="json")
     wait_until(lambda: Worker.count(connection=real_redis.connection) == 2, 30, "two workers to register")
 
     queues = [Queue(name, connection=real_redis.connection, serializer=JSONSerializer) for name in ("default", "low")]
@@ -36,6 +36,11 @@ def test_two_workers_share_the_queues_and_run_every_job_exactly_once(real_redis,
     per_worker = Counter(entry["worker"] for entry in executions)
     assert len(per_worker) == 2, per_worker  # both workers took a share
     assert all(count >= 3 for count in per_worker.values()), per_worker
+
+    # Their logs: one JSON event per line, and RQ's events about a job carry its id as a field.
+    events = [json.loads(line) for log in tmp_path.glob("worker-*.log") for line in log.read_text().splitlines()]
+    logged_jobs = {event.get("job_id") for event in events if event["logger"] == "rq.worker"}
+    assert {job.id for job in jobs} <= logged_jobs
 
 
 def test_runstack_starts_as_many_workers_as_WORKERS_says(tmp_path):

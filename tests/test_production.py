@@ -9,8 +9,10 @@ import logging
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 
@@ -47,7 +49,7 @@ def site(tmp_path_factory):
         log = directory / "uvicorn.log"
         with uvicorn_server(env, log, "--workers", "2") as base_url:
             opener = urllib.request.build_opener(NoRedirects)
-            yield type("Site", (), {"url": base_url, "log": log, "opener": opener})
+            yield SimpleNamespace(url=base_url, log=log, opener=opener)
 
 
 def fetch(site, path: str, headers: dict[str, str] | None = None, data: bytes | None = None):

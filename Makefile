@@ -46,9 +46,9 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
-# Redis comes from Debian unless REDIS_URL points at a server of your own.
+# Redis comes from Debian unless REDIS_URL or REDIS_SENTINELS points at servers of your own.
 check-system-run:
-	@if [ -z "$$REDIS_URL" ] && ! command -v redis-server >/dev/null; then \
+	@if [ -z "$$REDIS_URL$$REDIS_SENTINELS" ] && ! command -v redis-server >/dev/null; then \
 	  echo "Installing Debian's redis-server"; \
 	  $(SUDO) apt-get update -qq && $(APT_INSTALL) redis-server; \
 	fi

@@ -19,12 +19,16 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as RedisRetry
+from redis.sentinel import Sentinel
 from rq import Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.queue import Queue
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
+from rq.worker import Worker
+from rq.worker_registration import REDIS_WORKER_KEYS
 
 from taskqueue_site.settings import parse_rate
 from tasks_app import tasks
@@ -116,11 +120,12 @@ def get_connection(queue_name: str = DEFAULT_QUEUE) -> Redis:
     client per process keeps a pool of open connections instead. Retries are off so that a
     dead Redis costs one connect timeout, not several with back-off in between.
     """
-    url = settings.RQ_QUEUES[queue_name]["URL"]
-    connection = _connections.get(url)
+    config = settings.RQ_QUEUES[queue_name]
+    key = config.get("URL") or repr((config["SENTINELS"], config["MASTER_NAME"], config.get("DB")))
+    connection = _connections.get(key)
     if connection is None:
-        connection = Redis.from_url(url, retry=RedisRetry(NoBackoff(), 0))
-        _connections[url] = connection
+        connection = build_connection(config)
+        _connections[key] = connection
     return connection
 
 
@@ -344,3 +349,62 @@ def iso_utc(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:  # RQ stores UTC; older versions left it naive
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- Connections and health ---------------------------------------------------------------------
+
+
+def build_connection(config: dict[str, Any]) -> Redis:
+    """Build a Redis client without retries for a RQ_QUEUES entry: from its URL, or through Sentinel.
+
+    The Sentinel client asks the sentinels for the master's address each time it opens a
+    connection, so after a failover the next request reaches the promoted replica.
+    """
+    if "SENTINELS" not in config:
+        return Redis.from_url(config["URL"], retry=RedisRetry(NoBackoff(), 0))
+    sentinel = Sentinel(
+        config["SENTINELS"],
+        sentinel_kwargs={**config.get("SENTINEL_KWARGS", {}), "retry": RedisRetry(NoBackoff(), 0)},
+        db=config.get("DB") or 0,
+        password=config.get("PASSWORD"),
+        socket_timeout=config.get("SOCKET_TIMEOUT"),
+        **config.get("CONNECTION_KWARGS", {}),
+    )
+    return sentinel.master_for(config["MASTER_NAME"], retry=RedisRetry(NoBackoff(), 0))
+
+
+@dataclass(frozen=True)
+class Health:
+    queues: dict[str, int]  # jobs waiting, per queue
+    workers: int  # workers whose heartbeat has not expired
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"redis": "ok", **asdict(self)}
+
+
+def check_health() -> Health:
+    """Count waiting jobs per queue and live workers, in two round trips to Redis."""
+    connection = get_connection()
+    try:
+        with connection.pipeline(transaction=False) as pipeline:
+            for name in settings.TASK_QUEUES:
+                pipeline.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
+            pipeline.smembers(REDIS_WORKER_KEYS)
+            *lengths, worker_keys = pipeline.execute()
+        # RQ lets a worker's key expire when its heartbeat stops; the set may still name it.
+        with connection.pipeline(transaction=False) as pipeline:
+            for key in worker_keys:
+                pipeline.exists(key)
+            alive = sum(pipeline.execute()) if worker_keys else 0
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
+    return Health(queues=dict(zip(settings.TASK_QUEUES, lengths, strict=True)), workers=alive)
+
+
+def live_workers(hostname: str | None = None) -> list[Worker]:
+    """Return the workers whose heartbeat has not expired, only those on `hostname` if given."""
+    try:
+        workers = Worker.all(connection=get_connection(), serializer=JSONSerializer)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
+    return [worker for worker in workers if hostname is None or worker.hostname == hostname]

@@ -97,7 +97,12 @@ def manage_py(*args: str, env: dict[str, str], log_path: Path | None = None) -> 
 
 def child_env(**overrides: str) -> dict[str, str]:
     """The environment for a child Django process: ours, minus the test runner's settings tweaks."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    # Not the test runner's own variables, nor the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PYTEST_") and key != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     env["DJANGO_SETTINGS_MODULE"] = "taskqueue_site.settings"
     env.setdefault("TASKS_RATE_LIMIT", "off")  # tests send many tasks from one address
     env.update(overrides)

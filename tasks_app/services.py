@@ -215,10 +215,13 @@ def enqueue_call(
         "failure_ttl": settings.TASK_RESULT_TTL,
     }
     try:
-        if delay:
-            job = queue.enqueue_in(timedelta(seconds=delay), func, *args, **options)
-        else:
-            job = queue.enqueue(func, *args, **options)
+        # One round trip instead of RQ's two: the job and its place in the queue in one pipeline.
+        with queue.connection.pipeline() as pipeline:
+            if delay:
+                job = queue.enqueue_in(timedelta(seconds=delay), func, *args, pipeline=pipeline, **options)
+            else:
+                job = queue.enqueue(func, *args, pipeline=pipeline, **options)
+            pipeline.execute()
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise QueueUnavailable(str(exc)) from exc
     logger.info("enqueued job_id=%s kind=%s queue=%s delay=%s", job.id, kind, queue_name, delay)

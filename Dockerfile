@@ -1,9 +1,10 @@
-# One image for the web server and the workers.
+# One image for the web server, the workers and the migrate job (compose.yml picks the command).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    WEB_CONCURRENCY=2
 
 RUN useradd --create-home --uid 1000 app \
     && mkdir /data /media && chown app:app /data /media
@@ -19,4 +20,5 @@ RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY=build-only DJANGO_ALLOWED_HOSTS=localho
 
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "taskqueue_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-"]
+# The production command (README, "Deployment"); exec makes uvicorn PID 1, so it gets SIGTERM.
+CMD ["sh", "-c", "exec uvicorn taskqueue_site.asgi:application --host 0.0.0.0 --port 8000 --workers \"$WEB_CONCURRENCY\" --proxy-headers --no-server-header --timeout-graceful-shutdown 30 --log-config taskqueue_site/uvicorn_logging.json"]

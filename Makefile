@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test lint format bench-push check-system-run check-system-test clean
+.PHONY: run test lint format bench-push bench-load check-system-run check-system-test clean
 
 run: $(VENV)/.runtime check-system-run
 	$(PY) manage.py migrate --noinput
@@ -31,6 +31,10 @@ format: $(VENV)/.dev
 bench-push: $(VENV)/.dev check-system-test
 	$(PY) bench/push_latency.py
 
+# 10,000 jobs from 32 clients through 4 workers, reconciled: none lost, none run twice.
+bench-load: $(VENV)/.dev check-system-test
+	$(PY) bench/load.py --jobs 10000 --clients 32 --workers 4
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
@@ -42,9 +46,9 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
-# Redis comes from Debian unless REDIS_URL points at a server of your own.
+# Redis comes from Debian unless REDIS_URL or REDIS_SENTINELS points at servers of your own.
 check-system-run:
-	@if [ -z "$$REDIS_URL" ] && ! command -v redis-server >/dev/null; then \
+	@if [ -z "$$REDIS_URL$$REDIS_SENTINELS" ] && ! command -v redis-server >/dev/null; then \
 	  echo "Installing Debian's redis-server"; \
 	  $(SUDO) apt-get update -qq && $(APT_INSTALL) redis-server; \
 	fi
@@ -54,6 +58,7 @@ check-system-test:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-sentinel >/dev/null || missing="$$missing redis-sentinel"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-liberation"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(APT_INSTALL) $$missing; \

@@ -17,11 +17,9 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,15 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from playwright.sync_api import sync_playwright
 
-from tests.support.processes import (
-    PROJECT_ROOT,
-    child_env,
-    free_port,
-    manage_py,
-    redis_server,
-    stop,
-    wait_until,
-)
+from tests.support.processes import PROJECT_ROOT, child_env, manage_py, redis_server, start_asgi_server, stop
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
@@ -114,27 +104,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, redis_server(Path(scratch) / "redis") as (redis_port, _):
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         env = child_env(REDIS_URL=redis_url, TASK_UNIT_SECONDS="0.3", DJANGO_LOG_LEVEL="WARNING")
-        port = free_port()
-        web = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "taskqueue_site.asgi:application",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        web, base_url = start_asgi_server(env)
         worker = manage_py("rqworker", "high", "default", "low", "--verbosity=0", env=env)
-        base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_until(lambda: answers(base_url), 30, "uvicorn")
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
                 page = browser.new_page()
@@ -171,14 +143,6 @@ one after another; the polling path {poll_seconds:.1f} s, five jobs at a time.
 """
     Path(args.output).write_text(report)
     print(report)
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/", timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

@@ -63,6 +63,23 @@ if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_DEBUG is off")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# --- HTTPS and security headers (on when DJANGO_DEBUG is off) -----------------------------------
+
+# Production runs behind a TLS proxy; `uvicorn --proxy-headers` believes its X-Forwarded-Proto
+# when the proxy's address is in FORWARDED_ALLOW_IPS, so request.is_secure() sees HTTPS.
+# /healthz needs no exemption: tasks_app.middleware.HealthCheckMiddleware answers it first.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = int(env_float("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+# Django's defaults, stated because check --deploy and the tests rely on them.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -75,6 +92,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: load balancers and container healthchecks probe /healthz by IP over plain HTTP.
+    "tasks_app.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,7 +145,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATIC_ROOT = Path(environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     # "default" (uploads and thumbnails) is set in the media section below.
     "staticfiles": {
@@ -171,12 +190,85 @@ def redis_url_with_timeouts(url: str, connect_timeout: float, socket_timeout: fl
 
 RQ_REDIS_URL = redis_url_with_timeouts(REDIS_URL, REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT)
 
+
+# --- Redis Sentinel -----------------------------------------------------------------------------
+
+# REDIS_SENTINELS ("host:port,host:port") and REDIS_MASTER_NAME replace REDIS_URL, in the web
+# and the workers alike: every client asks the sentinels where the master is whenever it
+# connects, so after a failover it finds the promoted replica by itself.
+
+
+def parse_sentinels(raw: str) -> list[tuple[str, int]]:
+    """Read REDIS_SENTINELS, such as "10.0.0.1:26379,10.0.0.2:26379", into (host, port) pairs."""
+    sentinels = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(f"REDIS_SENTINELS must be a list of host:port, not {item!r}")
+        sentinels.append((host, int(port)))
+    return sentinels
+
+
+REDIS_SENTINELS = parse_sentinels(environ.get("REDIS_SENTINELS", ""))
+REDIS_MASTER_NAME = environ.get("REDIS_MASTER_NAME", "").strip()
+if bool(REDIS_SENTINELS) != bool(REDIS_MASTER_NAME):
+    raise ImproperlyConfigured("REDIS_SENTINELS and REDIS_MASTER_NAME must be set together")
+# With a URL these live in the URL; Sentinel has no URL, so they have their own variables.
+REDIS_DB = int(env_float("REDIS_DB", 0))
+REDIS_PASSWORD = environ.get("REDIS_PASSWORD", "")
+REDIS_SENTINEL_PASSWORD = environ.get("REDIS_SENTINEL_PASSWORD", "")
+
+
+def sentinel_connection(
+    sentinels: list[tuple[str, int]],
+    master_name: str,
+    *,
+    db: int = 0,
+    password: str = "",
+    sentinel_password: str = "",
+    connect_timeout: float,
+    socket_timeout: float,
+) -> dict:
+    """Return the connection part of an RQ_QUEUES entry for a master found through Sentinel."""
+    return {
+        "SENTINELS": sentinels,
+        "MASTER_NAME": master_name,
+        "DB": db,
+        "PASSWORD": password or None,
+        "SOCKET_TIMEOUT": socket_timeout,
+        "CONNECTION_KWARGS": {"socket_connect_timeout": connect_timeout},
+        # A sentinel answers at once or not at all: the connect timeout bounds both waits, so
+        # even asking three dead sentinels fits in the two seconds the web allows itself.
+        "SENTINEL_KWARGS": {
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": connect_timeout,
+            "password": sentinel_password or None,
+        },
+    }
+
+
+if REDIS_SENTINELS:
+    RQ_CONNECTION = sentinel_connection(
+        REDIS_SENTINELS,
+        REDIS_MASTER_NAME,
+        db=REDIS_DB,
+        password=REDIS_PASSWORD,
+        sentinel_password=REDIS_SENTINEL_PASSWORD,
+        connect_timeout=REDIS_CONNECT_TIMEOUT,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+    )
+else:
+    RQ_CONNECTION = {"URL": RQ_REDIS_URL}
+
 # Queues drained in this order by `manage.py rqworker high default low`.
 TASK_QUEUES = ["high", "default", "low"]
 
 RQ_QUEUES = {
     name: {
-        "URL": RQ_REDIS_URL,
+        **RQ_CONNECTION,
         # JSON, never pickle: whoever can write to Redis must not be able to run code in a worker.
         "SERIALIZER": "rq.serializers.JSONSerializer",
         "DEFAULT_TIMEOUT": 3600,
@@ -251,6 +343,29 @@ TASK_POLICIES = task_policies(
     },
     environ.get("TASK_POLICIES", ""),
 )
+
+# --- Protection against floods -----------------------------------------------------------------
+
+RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_rate(raw: str) -> tuple[int, int] | None:
+    """Parse a rate such as "60/m" into (requests, window seconds); "off" (or "0") is None."""
+    value = raw.strip().lower()
+    if value in {"off", "0", "none", ""}:
+        return None
+    count, _, unit = value.partition("/")
+    if not count.isdigit() or int(count) < 1 or unit not in RATE_UNITS:
+        raise ImproperlyConfigured(f"TASKS_RATE_LIMIT must look like 60/m (per s, m or h) or off, not {raw!r}")
+    return int(count), RATE_UNITS[unit]
+
+
+# New tasks per client (IP address) and window: POST /tasks and the page's form answer 429 with
+# Retry-After beyond it. "off" disables it (benchmarks do).
+TASKS_RATE_LIMIT = environ.get("TASKS_RATE_LIMIT", "60/m")
+parse_rate(TASKS_RATE_LIMIT)  # fail at start-up, not on the first request
+# New work is refused with 503 while the target queue holds this many waiting jobs (0: no limit).
+TASKS_MAX_QUEUE_DEPTH = int(env_float("TASKS_MAX_QUEUE_DEPTH", 10_000))
 
 # --- Uploads, thumbnails and email -------------------------------------------------------------
 
@@ -334,12 +449,30 @@ DEFAULT_FROM_EMAIL = environ.get("DEFAULT_FROM_EMAIL", "taskqueue <noreply@local
 
 # --- Logging ------------------------------------------------------------------------------------
 
+# One line per event. JSON (taskqueue_site/logs.py) for log collectors in production,
+# with the job's id as its own field; plain text for people at a terminal.
+LOG_FORMAT = (environ.get("DJANGO_LOG_FORMAT") or ("plain" if DEBUG else "json")).strip().lower()
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
+LOG_LEVEL = (environ.get("DJANGO_LOG_LEVEL") or "INFO").strip().upper()
+
+LOGGING_CONFIG = "taskqueue_site.logs.configure_logging"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "taskqueue_site.logs.JSONFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # uvicorn configures its loggers before it loads Django (from taskqueue_site/
+        # uvicorn_logging.json in production); in each server process Django then sends its
+        # server and access logs through our handler, in the chosen format.
+        "uvicorn": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "uvicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # Python warnings (configure_logging captures them) as events too, not raw stderr text.
+        "py.warnings": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
 }

@@ -38,8 +38,10 @@ def publish(connection: redis.Redis, status: dict[str, Any]) -> None:
         logger.warning("job_id=%s event not published: %s", status.get("task_id"), exc)
 
 
-def publish_status_change(sender, job, status: str, connection, **kwargs) -> None:
+def publish_status_change(sender, job, status: str, connection, created: bool = False, **kwargs) -> None:
     """Receiver of signals.job_status_changed."""
+    if created:  # its id has not reached anyone yet, so no stream can be watching it
+        return
     from tasks_app.services import status_of
 
     publish(connection, status_of(job, status).as_dict())

@@ -13,12 +13,18 @@ def json_success(data: dict[str, Any], status: int = 200) -> JsonResponse:
 
 
 def json_error(
-    message: str, status: int, errors: dict[str, list[str]] | None = None, headers: dict[str, str] | None = None
+    message: str,
+    status: int,
+    errors: dict[str, list[str]] | None = None,
+    headers: dict[str, str] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> JsonResponse:
-    """Answer {"status": "error", "message": "...", "errors": {...}}."""
+    """Answer {"status": "error", "message": "...", "errors": {...}}, with "data" when there is some."""
     body: dict[str, Any] = {"status": "error", "message": message}
     if errors is not None:
         body["errors"] = errors
+    if data is not None:
+        body["data"] = data
     return JsonResponse(body, status=status, headers=headers)
 
 

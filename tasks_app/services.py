@@ -5,7 +5,9 @@ the app builds queues or fetches jobs.
 """
 
 import logging
+import math
 import re
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,13 +19,18 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as RedisRetry
+from redis.sentinel import Sentinel
 from rq import Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.queue import Queue
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
+from rq.worker import Worker
+from rq.worker_registration import REDIS_WORKER_KEYS
 
+from taskqueue_site.settings import parse_rate
 from tasks_app import emails, tasks, thumbnails
 from tasks_app.signals import send_status_changed
 
@@ -48,6 +55,21 @@ class QueueUnavailable(Exception):
 
 class TaskNotFound(Exception):
     """No job with that id exists, or it has expired."""
+
+
+class RateLimited(Exception):
+    """The client sent more new tasks than TASKS_RATE_LIMIT allows."""
+
+    def __init__(self, retry_after: int, limit: str):
+        super().__init__(f"Too many new tasks: the limit is {limit} per client. Retry in {retry_after} s.")
+        self.retry_after = retry_after
+
+
+class QueueFull(Exception):
+    """The queue is deeper than TASKS_MAX_QUEUE_DEPTH: new work would only bury the workers."""
+
+    def __init__(self, queue_name: str, depth: int):
+        super().__init__(f"The {queue_name} queue already holds {depth} waiting tasks; try again later.")
 
 
 class TaskStateConflict(Exception):
@@ -98,17 +120,43 @@ def get_connection(queue_name: str = DEFAULT_QUEUE) -> Redis:
     client per process keeps a pool of open connections instead. Retries are off so that a
     dead Redis costs one connect timeout, not several with back-off in between.
     """
-    url = settings.RQ_QUEUES[queue_name]["URL"]
-    connection = _connections.get(url)
+    config = settings.RQ_QUEUES[queue_name]
+    key = config.get("URL") or repr((config["SENTINELS"], config["MASTER_NAME"], config.get("DB")))
+    connection = _connections.get(key)
     if connection is None:
-        connection = Redis.from_url(url, retry=RedisRetry(NoBackoff(), 0))
-        _connections[url] = connection
+        connection = build_connection(config)
+        _connections[key] = connection
     return connection
 
 
 def task_policy(kind: str) -> dict[str, Any]:
     """Return the timeout and retry policy of a kind of task (settings.TASK_POLICIES)."""
     return settings.TASK_POLICIES[kind]
+
+
+def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
+    """Refuse new work from a client over its rate, or into a queue at its depth limit.
+
+    A fixed window per client, counted in Redis so that every web process shares it.
+    """
+    rate = parse_rate(settings.TASKS_RATE_LIMIT)
+    connection = get_connection(queue_name)
+    try:
+        if rate is not None:
+            allowed, window = rate
+            now = time.time()
+            key = f"taskqueue:rate:{client}:{int(now // window)}"
+            with connection.pipeline() as pipeline:
+                used, _ = pipeline.incr(key).expire(key, window + 1).execute()
+            if used > allowed:
+                raise RateLimited(retry_after=max(1, math.ceil(window - now % window)), limit=settings.TASKS_RATE_LIMIT)
+        depth_limit = settings.TASKS_MAX_QUEUE_DEPTH
+        if depth_limit:
+            depth = connection.llen(f"rq:queue:{queue_name}")
+            if depth >= depth_limit:
+                raise QueueFull(queue_name, depth)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
 
 
 def enqueue_task(
@@ -167,14 +215,17 @@ def enqueue_call(
         "failure_ttl": settings.TASK_RESULT_TTL,
     }
     try:
-        if delay:
-            job = queue.enqueue_in(timedelta(seconds=delay), func, *args, **options)
-        else:
-            job = queue.enqueue(func, *args, **options)
+        # One round trip instead of RQ's two: the job and its place in the queue in one pipeline.
+        with queue.connection.pipeline() as pipeline:
+            if delay:
+                job = queue.enqueue_in(timedelta(seconds=delay), func, *args, pipeline=pipeline, **options)
+            else:
+                job = queue.enqueue(func, *args, pipeline=pipeline, **options)
+            pipeline.execute()
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise QueueUnavailable(str(exc)) from exc
     logger.info("enqueued job_id=%s kind=%s queue=%s delay=%s", job.id, kind, queue_name, delay)
-    send_status_changed(job, job.get_status(refresh=False).value, queue.connection)
+    send_status_changed(job, job.get_status(refresh=False).value, queue.connection, created=True)
     return job.id
 
 
@@ -355,3 +406,62 @@ def iso_utc(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:  # RQ stores UTC; older versions left it naive
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- Connections and health ---------------------------------------------------------------------
+
+
+def build_connection(config: dict[str, Any]) -> Redis:
+    """Build a Redis client without retries for a RQ_QUEUES entry: from its URL, or through Sentinel.
+
+    The Sentinel client asks the sentinels for the master's address each time it opens a
+    connection, so after a failover the next request reaches the promoted replica.
+    """
+    if "SENTINELS" not in config:
+        return Redis.from_url(config["URL"], retry=RedisRetry(NoBackoff(), 0))
+    sentinel = Sentinel(
+        config["SENTINELS"],
+        sentinel_kwargs={**config.get("SENTINEL_KWARGS", {}), "retry": RedisRetry(NoBackoff(), 0)},
+        db=config.get("DB") or 0,
+        password=config.get("PASSWORD"),
+        socket_timeout=config.get("SOCKET_TIMEOUT"),
+        **config.get("CONNECTION_KWARGS", {}),
+    )
+    return sentinel.master_for(config["MASTER_NAME"], retry=RedisRetry(NoBackoff(), 0))
+
+
+@dataclass(frozen=True)
+class Health:
+    queues: dict[str, int]  # jobs waiting, per queue
+    workers: int  # workers whose heartbeat has not expired
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"redis": "ok", **asdict(self)}
+
+
+def check_health() -> Health:
+    """Count waiting jobs per queue and live workers, in two round trips to Redis."""
+    connection = get_connection()
+    try:
+        with connection.pipeline(transaction=False) as pipeline:
+            for name in settings.TASK_QUEUES:
+                pipeline.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
+            pipeline.smembers(REDIS_WORKER_KEYS)
+            *lengths, worker_keys = pipeline.execute()
+        # RQ lets a worker's key expire when its heartbeat stops; the set may still name it.
+        with connection.pipeline(transaction=False) as pipeline:
+            for key in worker_keys:
+                pipeline.exists(key)
+            alive = sum(pipeline.execute()) if worker_keys else 0
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
+    return Health(queues=dict(zip(settings.TASK_QUEUES, lengths, strict=True)), workers=alive)
+
+
+def live_workers(hostname: str | None = None) -> list[Worker]:
+    """Return the workers whose heartbeat has not expired, only those on `hostname` if given."""
+    try:
+        workers = Worker.all(connection=get_connection(), serializer=JSONSerializer)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
+    return [worker for worker in workers if hostname is None or worker.hostname == hostname]

@@ -12,12 +12,16 @@ from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
 
-# Arguments: job (rq.job.Job), status (str, RQ's status name), connection (redis.Redis).
+# Arguments: job (rq.job.Job), status (str, RQ's status name), connection (redis.Redis), and
+# created (bool): True when the job was just enqueued, so nobody can be watching it yet.
 job_status_changed = Signal()
 
 
-def send_status_changed(job, status: str, connection) -> None:
+def send_status_changed(job, status: str, connection, created: bool = False) -> None:
     """Tell every receiver that a job now has this status; log receivers that fail."""
-    for receiver, result in job_status_changed.send_robust(sender=None, job=job, status=status, connection=connection):
+    results = job_status_changed.send_robust(
+        sender=None, job=job, status=status, connection=connection, created=created
+    )
+    for receiver, result in results:
         if isinstance(result, Exception):
             logger.error("job_id=%s status receiver %r failed: %r", job.id, receiver, result)

@@ -6,6 +6,7 @@ app_name = "tasks_app"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("openapi.json", views.openapi_document, name="openapi"),
     path("jobs/<str:task_id>", views.job_page, name="job_page"),
     path("jobs/<str:task_id>/cancel", views.job_page_cancel, name="job_page_cancel"),
     path("confirm/<str:token>", views.confirm_email, name="confirm_email"),

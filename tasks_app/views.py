@@ -7,14 +7,14 @@ Two audiences: people (the page and the job page, CSRF-protected HTML forms) and
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from tasks_app import emails, events, services, thumbnails
+from tasks_app import emails, events, openapi, services, thumbnails
 from tasks_app.forms import (
     ConfirmationEmailForm,
     QueueOptionsForm,
@@ -54,9 +54,12 @@ def index(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render_index(request, form, status=form.error_status)
     try:
-        task_id = form.enqueue(submitter_of(request))
-    except services.QueueUnavailable:
-        form.add_error(None, QUEUE_DOWN_MESSAGE)
+        task_id = enqueue_from_form(request, form)
+    except services.RateLimited as exc:
+        form.add_error(None, str(exc))
+        return with_headers(render_index(request, form, status=429), {"Retry-After": str(exc.retry_after)})
+    except (services.QueueFull, services.QueueUnavailable) as exc:
+        form.add_error(None, str(exc) if isinstance(exc, services.QueueFull) else QUEUE_DOWN_MESSAGE)
         return with_headers(render_index(request, form, status=503), RETRY_AFTER)
     return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
 
@@ -152,7 +155,11 @@ def create_task(request: HttpRequest) -> HttpResponse:
             message = errors["image"][0]
         return json_error(message, form.error_status, errors=errors)
     try:
-        task_id = form.enqueue(submitter_of(request))
+        task_id = enqueue_from_form(request, form)
+    except services.RateLimited as exc:
+        return json_error(str(exc), 429, headers={"Retry-After": str(exc.retry_after)})
+    except services.QueueFull as exc:
+        return json_error(str(exc), 503, headers=RETRY_AFTER)
     except services.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     status_url = request.build_absolute_uri(reverse("tasks_app:task_status", args=[task_id]))
@@ -186,6 +193,8 @@ async def task_events(request: HttpRequest, task_id: str) -> HttpResponse:
 @never_cache
 async def tasks_events(request: HttpRequest) -> HttpResponse:
     """Stream several tasks at once (?id=...&id=...): the page's one connection for all its rows."""
+    if request.method not in ("GET", "HEAD"):
+        return method_not_allowed(request)
     task_ids = list(dict.fromkeys(request.GET.getlist("id")))
     if not task_ids:
         return json_error("Name at least one task: ?id=<task_id>.", 400, errors={"id": ["This field is required."]})
@@ -197,7 +206,7 @@ async def tasks_events(request: HttpRequest) -> HttpResponse:
 
 async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
-        return json_error(f"Method {request.method} is not allowed here; use GET.", 405, headers={"Allow": "GET, HEAD"})
+        return method_not_allowed(request)
     if single:
         try:  # an unknown task is a 404 before any stream starts
             await sync_to_async(services.get_task_status, thread_sensitive=False)(task_ids[0])
@@ -217,6 +226,10 @@ async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) 
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
     return response
+
+
+def method_not_allowed(request: HttpRequest) -> HttpResponse:
+    return json_error(f"Method {request.method} is not allowed here; use GET.", 405, headers={"Allow": "GET, HEAD"})
 
 
 def read_status_or_none(task_id: str) -> dict | None:
@@ -249,6 +262,12 @@ def cancel_task(request: HttpRequest, task_id: str) -> HttpResponse:
     return json_success({"task_id": task_id, "task_status": outcome, "stop_requested": False})
 
 
+def enqueue_from_form(request: HttpRequest, form: QueueOptionsForm) -> str:
+    """Enqueue a validated submission if the client and the queue may take it; record who sent it."""
+    services.admit_submission(request.META.get("REMOTE_ADDR", "unknown"), form.cleaned_data["queue"])
+    return form.enqueue(submitter_of(request))
+
+
 def submitter_of(request: HttpRequest) -> dict[str, object]:
     """Who sent a request: the logged-in user if any, and the client address."""
     user = getattr(request, "user", None)
@@ -258,6 +277,12 @@ def submitter_of(request: HttpRequest) -> dict[str, object]:
         "username": user.get_username() if authenticated else "",
         "ip": request.META.get("REMOTE_ADDR", ""),
     }
+
+
+@json_methods(["GET", "HEAD"])
+def openapi_document(request: HttpRequest) -> HttpResponse:
+    """The OpenAPI description of the JSON API."""
+    return JsonResponse(openapi.document(), json_dumps_params={"indent": 2})
 
 
 # --- Error handlers (settings.DEBUG off) --------------------------------------------------------

@@ -1,9 +1,21 @@
 """RQ worker classes for `manage.py rqworker` (settings.RQ["WORKER_CLASS"] and --worker-class)."""
 
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry as RedisRetry
 from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
 from tasks_app.signals import send_status_changed
+
+# About 30 seconds of retries in all (0.2, 0.4, 0.8, 1.6, then every 2 s), each reconnection
+# asking the sentinels anew: more than a Sentinel failover takes (see tests/integration/test_sentinel.py).
+REDIS_OUTAGE_RETRIES = 18
+REDIS_OUTAGE_MAX_WAIT_SECONDS = 2.0
+
+
+def outage_retry() -> RedisRetry:
+    """The retry policy of a worker's Redis clients."""
+    return RedisRetry(ExponentialBackoff(cap=REDIS_OUTAGE_MAX_WAIT_SECONDS, base=0.1), REDIS_OUTAGE_RETRIES)
 
 
 class ReportingJSONMixin:
@@ -16,6 +28,13 @@ class ReportingJSONMixin:
 
     def __init__(self, *args, serializer=None, **kwargs):
         super().__init__(*args, serializer=JSONSerializer, **kwargs)
+        # The web answers 503 at once when Redis is down; a worker instead waits for Redis to
+        # come back (a restart, a Sentinel failover) rather than quit in the middle of a job.
+        # Each queue may hold a client of its own, so every one of them gets the policy.
+        for connection in {
+            id(client): client for client in (self.connection, *(q.connection for q in self.queues))
+        }.values():
+            connection.set_retry(outage_retry())
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
         super().prepare_job_execution(job, remove_from_intermediate_queue)

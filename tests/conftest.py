@@ -4,6 +4,12 @@ import pytest
 from tasks_app import services
 
 
+@pytest.fixture(autouse=True)
+def no_rate_limit(settings):
+    """Tests send many tasks from one address; the rate limit has tests of its own."""
+    settings.TASKS_RATE_LIMIT = "off"
+
+
 @pytest.fixture
 def fake_redis(monkeypatch):
     """Route every Redis call of the services to an in-memory fakeredis server."""

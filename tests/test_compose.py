@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from tests.support.processes import PROJECT_ROOT
+from tests.support.webserver import PRODUCTION_FLAGS
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +22,13 @@ def test_compose_file_matches_the_compose_specification(compose):
     jsonschema.validate(compose, schema, cls=jsonschema.Draft7Validator)
 
 
-def test_compose_has_redis_web_and_a_scalable_worker(compose):
+def test_compose_has_redis_migrate_web_and_a_scalable_worker(compose):
     services = compose["services"]
-    assert {"redis", "web", "worker"} <= set(services)
+    assert set(services) == {"redis", "migrate", "web", "worker"}
     for name in services:
         # A fixed container name would make `--scale worker=3` fail.
         assert "container_name" not in services[name]
+    assert "ports" not in services["worker"]  # N workers cannot all bind one host port
     assert services["worker"]["command"][:3] == ["python", "manage.py", "rqworker"]
     assert "--with-scheduler" in services["worker"]["command"]
 
@@ -39,17 +41,50 @@ def test_redis_is_durable_and_healthchecked(compose):
     assert "redis-data" in compose["volumes"]
 
 
-def test_web_and_worker_wait_for_a_healthy_redis(compose):
+def test_migrate_runs_once_before_web_and_workers(compose):
+    migrate = compose["services"]["migrate"]
+    assert migrate["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    assert migrate["restart"] == "no"
     for name in ("web", "worker"):
-        service = compose["services"][name]
-        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
-        assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        depends_on = compose["services"][name]["depends_on"]
+        assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+        assert depends_on["redis"]["condition"] == "service_healthy"
+        assert compose["services"][name]["environment"]["REDIS_URL"] == "${REDIS_URL:-redis://redis:6379/0}"
 
 
-def test_dockerfile_installs_the_pinned_requirements():
+def test_web_and_worker_have_real_healthchecks(compose):
+    web, worker = compose["services"]["web"], compose["services"]["worker"]
+    assert "http://127.0.0.1:8000/healthz" in " ".join(web["healthcheck"]["test"])
+    assert worker["healthcheck"]["test"] == ["CMD", "python", "manage.py", "checkworker"]
+
+
+def test_web_runs_the_production_command(compose):
+    command = compose["services"]["web"]["command"]
+    assert command[:2] == ["uvicorn", "taskqueue_site.asgi:application"]
+    assert " ".join(command).startswith(
+        "uvicorn taskqueue_site.asgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_CONCURRENCY:-2} "
+    )
+    # the flags the production tests run the server with (tests/support/webserver.py)
+    assert " ".join(command).endswith(" " + " ".join(PRODUCTION_FLAGS))
+
+
+def test_dockerfile_runs_the_same_production_command():
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
     assert "collectstatic" in dockerfile
+    cmd = json.loads(next(line for line in dockerfile.splitlines() if line.startswith("CMD "))[4:])
+    assert cmd[:2] == ["sh", "-c"]
+    assert cmd[2] == (
+        'exec uvicorn taskqueue_site.asgi:application --host 0.0.0.0 --port 8000 --workers "$WEB_CONCURRENCY" '
+        + " ".join(PRODUCTION_FLAGS)
+    )
+
+
+def test_env_example_never_ships_a_secret_and_compose_requires_one(compose):
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    assert "\nDJANGO_SECRET_KEY=\n" in example
+    assert compose["services"]["web"]["environment"]["DJANGO_SECRET_KEY"].startswith("${DJANGO_SECRET_KEY:?")
+    assert ".env" in (PROJECT_ROOT / ".dockerignore").read_text().split()
 
 
 def test_the_schema_check_is_strict():

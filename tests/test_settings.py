@@ -1,5 +1,7 @@
 """Settings come from the environment, and unsafe production settings refuse to start."""
 
+import json
+import re
 import subprocess
 import sys
 
@@ -82,3 +84,76 @@ def test_an_unknown_redis_scheme_is_refused():
 
     with pytest.raises(ImproperlyConfigured):
         redis_url_with_timeouts("http://h:1/0", 0.5, 1.0)
+
+
+# --- Redis Sentinel -----------------------------------------------------------------------------
+
+
+def test_sentinel_settings_replace_the_url_for_every_queue():
+    code = "from django.conf import settings as s; import json; print(json.dumps(s.RQ_QUEUES))"
+    result = manage(
+        "shell",
+        "-c",
+        code,
+        REDIS_URL="redis://ignored:6379/0",
+        REDIS_SENTINELS="10.0.0.1:26379, sentinel-2.internal:26380,[::1]:26381",
+        REDIS_MASTER_NAME="taskqueue",
+        REDIS_DB="2",
+        REDIS_PASSWORD="redis-secret",
+        REDIS_SENTINEL_PASSWORD="sentinel-secret",
+    )
+    assert result.returncode == 0, result.stderr
+    queues = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(queues) == {"high", "default", "low"}
+    for config in queues.values():
+        assert "URL" not in config
+        assert config["SENTINELS"] == [["10.0.0.1", 26379], ["sentinel-2.internal", 26380], ["::1", 26381]]
+        assert config["MASTER_NAME"] == "taskqueue"
+        assert (config["DB"], config["PASSWORD"]) == (2, "redis-secret")
+        assert config["SENTINEL_KWARGS"]["password"] == "sentinel-secret"
+        assert config["SOCKET_TIMEOUT"] == 1.0
+        assert config["CONNECTION_KWARGS"] == {"socket_connect_timeout": 0.5}
+        assert config["SERIALIZER"] == "rq.serializers.JSONSerializer"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_SENTINELS": "10.0.0.1:26379"}, "REDIS_SENTINELS and REDIS_MASTER_NAME must be set together"),
+        ({"REDIS_MASTER_NAME": "taskqueue"}, "REDIS_SENTINELS and REDIS_MASTER_NAME must be set together"),
+        ({"REDIS_SENTINELS": "10.0.0.1", "REDIS_MASTER_NAME": "m"}, "REDIS_SENTINELS must be a list of host:port"),
+        ({"REDIS_SENTINELS": "h:99999", "REDIS_MASTER_NAME": "m"}, "REDIS_SENTINELS must be a list of host:port"),
+        ({"DJANGO_LOG_FORMAT": "xml"}, "DJANGO_LOG_FORMAT must be json or plain"),
+    ],
+)
+def test_half_or_malformed_redis_and_log_settings_refuse_to_start(env, message):
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+# --- Every setting is documented -----------------------------------------------------------------
+
+# environ.get("X"), env_bool("X", ...), os.environ.get("X") in the code; ${X} in compose.yml.
+READ_FROM_CODE = re.compile(r"""(?:environ\.get|env_bool|env_float|env_list)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
+READ_BY_COMPOSE = re.compile(r"\$\{([A-Z][A-Z0-9_]+)")
+# Read by uvicorn itself (documented flags and variables of the production server).
+READ_BY_UVICORN = {"FORWARDED_ALLOW_IPS"}
+
+
+def settings_the_project_reads() -> set[str]:
+    names = set(READ_BY_UVICORN)
+    for path in [*PROJECT_ROOT.glob("taskqueue_site/*.py"), *PROJECT_ROOT.glob("tasks_app/**/*.py")]:
+        names |= set(READ_FROM_CODE.findall(path.read_text()))
+    names |= set(READ_BY_COMPOSE.findall((PROJECT_ROOT / "compose.yml").read_text()))
+    return names - {"DJANGO_SETTINGS_MODULE"}
+
+
+def test_every_setting_is_in_env_example_and_the_readme():
+    names = settings_the_project_reads()
+    assert {"REDIS_URL", "REDIS_SENTINELS", "DJANGO_SECRET_KEY", "WEB_CONCURRENCY", "WORKERS"} <= names
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    configuration = readme[readme.index("## Configuration") :]
+    assert sorted(name for name in names if not re.search(rf"^#? ?{name}=", example, re.MULTILINE)) == []
+    assert sorted(name for name in names if f"`{name}`" not in configuration) == []

@@ -264,6 +264,22 @@ def test_only_thumbnails_may_send_large_bodies(fake_redis, media):
     assert stored_files(media) == []
 
 
+def test_uploads_count_against_the_rate_limit_and_a_refused_one_is_not_stored(fake_redis, media, settings):
+    settings.TASKS_RATE_LIMIT = "1/m"
+    assert submit(images.png()).status_code == 202
+    refused = submit(images.png())
+    assert refused.status_code == 429
+    assert refused["Retry-After"]
+    assert len(stored_files(media)) == 1  # the first upload only
+
+
+def test_a_full_queue_refuses_uploads_without_storing_them(fake_redis, media, settings):
+    settings.TASKS_MAX_QUEUE_DEPTH = 1
+    assert submit(images.png()).status_code == 202
+    assert submit(images.png()).status_code == 503
+    assert len(stored_files(media)) == 1
+
+
 def test_redis_down_leaves_no_upload_behind(down_redis, media):
     response = submit(images.png())
     assert response.status_code == 503

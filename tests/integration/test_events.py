@@ -2,55 +2,23 @@
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
 from tests.support.http import create_task, request
-from tests.support.processes import PROJECT_ROOT, child_env, free_port, stop, wait_until
+from tests.support.processes import child_env, start_asgi_server, stop
 
 
 @pytest.fixture
 def asgi_server(real_redis, tmp_path):
     """The site under uvicorn, as in production, on a free port."""
-    port = free_port()
-    log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "taskqueue_site.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=PROJECT_ROOT,
-        env=child_env(REDIS_URL=real_redis.url),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-
-    def answers():
-        try:
-            with urllib.request.urlopen(base_url + "/", timeout=1):
-                return True
-        except OSError:
-            return process.poll() is not None
-
+    process, base_url = start_asgi_server(child_env(REDIS_URL=real_redis.url), tmp_path / "uvicorn.log")
     try:
-        wait_until(answers, 30, "uvicorn to answer")
-        assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()
         yield base_url
     finally:
         stop(process)
-        log.close()
 
 
 def read_events(url: str, timeout: float = 30) -> list[tuple[str, dict]]:

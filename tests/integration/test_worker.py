@@ -59,9 +59,9 @@ def test_plain_rqworker_command_never_unpickles(real_redis, start_worker, tmp_pa
     )
 
     start_worker(burst=False)
-    wait_until(json_marker.exists, 20, "the JSON job to run")
+    wait_until(lambda: json_job.get_status() == "finished", 20, "the JSON job to run")
+    assert json_marker.exists()
     assert not pickled_marker.exists()
-    assert json_job.get_status() == "finished"
     stored = real_redis.connection.hget(f"rq:job:{json_job.id}", "data")
     assert JSONSerializer.loads(zlib.decompress(stored))[0] == "tests.support.jobs.touch"
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -58,16 +59,18 @@ def stop(process: subprocess.Popen, grace: float = 10) -> None:
 
 
 @contextlib.contextmanager
-def redis_server(data_dir: Path, *extra_args: str) -> Iterator[tuple[int, subprocess.Popen]]:
-    """Run a private redis-server on a free loopback port; yield (port, process)."""
+def redis_server(data_dir: Path, *extra_args: str, port: int | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Run a private redis-server on a free loopback port (or `port`); yield (port, process)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", ""]
-    command += ["--appendonly", "no", *extra_args]
-    log = open(data_dir / "redis.log", "wb")  # noqa: SIM115 - closed below
+    if "--appendonly" not in extra_args:
+        command += ["--appendonly", "no"]
+    command += list(extra_args)
+    log = open(data_dir / "redis.log", "ab")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until(lambda: redis_pings(port) or process.poll() is not None, 10, f"redis-server on port {port}")
@@ -94,7 +97,44 @@ def manage_py(*args: str, env: dict[str, str], log_path: Path | None = None) -> 
 
 def child_env(**overrides: str) -> dict[str, str]:
     """The environment for a child Django process: ours, minus the test runner's settings tweaks."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    # Not the test runner's own variables, nor the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PYTEST_") and key != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     env["DJANGO_SETTINGS_MODULE"] = "taskqueue_site.settings"
+    env.setdefault("TASKS_RATE_LIMIT", "off")  # tests send many tasks from one address
     env.update(overrides)
     return env
+
+
+def http_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_asgi_server(
+    env: dict[str, str], log_path: Path | None = None, *extra_args: str, port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start the site under uvicorn (as in production) on a free port; wait until it answers."""
+    port = port or free_port()
+    output = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
+    command = [sys.executable, "-m", "uvicorn", "taskqueue_site.asgi:application", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--no-access-log", *extra_args]
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        ready = base_url + "/openapi.json"  # needs no static files, whatever the settings
+        wait_until(lambda: http_answers(ready) or process.poll() is not None, 30, "uvicorn to answer")
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {process.returncode}")
+    except BaseException:
+        stop(process)
+        raise
+    return process, base_url

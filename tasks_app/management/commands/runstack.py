@@ -24,7 +24,9 @@ MANAGE_PY = str(settings.BASE_DIR / "manage.py")
 
 
 class Command(BaseCommand):
-    help = "Start Redis (unless REDIS_URL is set), the web server and workers; stop them all on Ctrl-C."
+    help = (
+        "Start Redis (unless REDIS_URL or REDIS_SENTINELS is set), the web server and workers; stop them all on Ctrl-C."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="web server address")
@@ -53,7 +55,9 @@ class Command(BaseCommand):
         url = f"http://{options['host']}:{options['port']}/"
         env.setdefault("SITE_URL", url)  # links in emails and thumbnail URLs point at this server
         try:
-            if os.environ.get("REDIS_URL"):
+            if os.environ.get("REDIS_SENTINELS"):
+                self.stdout.write(f"Using Redis Sentinel at {os.environ['REDIS_SENTINELS']}")
+            elif os.environ.get("REDIS_URL"):
                 self.stdout.write(f"Using Redis at {os.environ['REDIS_URL']}")
             else:
                 env["REDIS_URL"] = self.start_redis(options["redis_port"], Path(options["data_dir"]))

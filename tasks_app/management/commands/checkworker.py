@@ -1,0 +1,41 @@
+"""Exit 0 when a worker on this host is alive: the worker containers' healthcheck.
+
+Alive means RQ still holds the worker's key in Redis (each heartbeat renews it; it expires
+`--worker-ttl` + 60 seconds after the last one) and its process is running here. A worker that
+was killed, or cannot reach Redis to heartbeat, fails the check.
+"""
+
+import os
+import socket
+
+from django.core.management.base import BaseCommand, CommandError
+
+from tasks_app import services
+
+
+class Command(BaseCommand):
+    help = "Exit 0 if an RQ worker on this host has a live heartbeat in Redis and is running; 1 otherwise."
+
+    def handle(self, *args, **options):
+        hostname = socket.gethostname()
+        try:
+            workers = services.live_workers(hostname=hostname)
+        except services.QueueUnavailable as exc:
+            raise CommandError(f"Redis cannot be reached: {exc}") from None
+        running = [worker for worker in workers if process_is_running(worker.pid)]
+        if not running:
+            raise CommandError(f"no live worker on {hostname}")
+        for worker in running:
+            self.stdout.write(f"{worker.name} pid {worker.pid} alive, last heartbeat {worker.last_heartbeat}")
+
+
+def process_is_running(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # running, as another user
+        return True
+    return True

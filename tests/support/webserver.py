@@ -1,0 +1,74 @@
+"""The production web server (uvicorn, as in compose.yml and the Dockerfile) on a free port."""
+
+import contextlib
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.support.processes import PROJECT_ROOT, free_port, stop, wait_until
+
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "test-only-3f9c1b7e5a2d8c4f6e0b9a7d5c3e1f8a6b4d2c0e9f7a5b3d1c8e6f4a2b0d9c7e5",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+}
+# The flags of the production command in compose.yml and the Dockerfile (tests/test_compose.py
+# checks that they match); only the address and the worker count differ here.
+PRODUCTION_FLAGS = [
+    "--proxy-headers",
+    "--no-server-header",
+    "--timeout-graceful-shutdown",
+    "30",
+    "--log-config",
+    "taskqueue_site/uvicorn_logging.json",
+]
+
+
+def production_env(base: dict[str, str], directory: Path) -> dict[str, str]:
+    """Production settings with a migrated SQLite database of their own in `directory`."""
+    env = {**base, **PRODUCTION_ENV, "DATABASE_URL": f"sqlite:///{directory / 'db.sqlite3'}"}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the browser tests set it in this process; production never does
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return env
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer means the server is up
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def uvicorn_server(env: dict[str, str], log_path: Path, *extra_args: str) -> Iterator[str]:
+    """Run `uvicorn taskqueue_site.asgi:application` on a free loopback port; yield its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "taskqueue_site.asgi:application"]
+    command += ["--host", "127.0.0.1", "--port", str(port), *PRODUCTION_FLAGS, *extra_args]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_until(
+                lambda: process.poll() is not None or answers(f"{base_url}/healthz"), 60, "uvicorn", interval=0.1
+            )
+            if process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited: {log_path.read_text()}")
+            yield base_url
+        finally:
+            stop(process)

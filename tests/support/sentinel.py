@@ -115,11 +115,15 @@ def sentinel_deployment(
             spawn(f"sentinel-{number}", ["redis-sentinel", str(config)])
 
         replica = deployment.client(deployment.replica_port)
-        wait_until(
-            lambda: redis_is_ready(replica) and replica.info("replication").get("master_link_status") == "up",
-            20,
-            "the replica to sync with the primary",
-        )
+        try:  # generous: a loaded 2-core machine may take a while to fork the primary for the sync
+            wait_until(
+                lambda: redis_is_ready(replica) and replica.info("replication").get("master_link_status") == "up",
+                60,
+                "the replica to sync with the primary",
+            )
+        except AssertionError as exc:
+            tails = {name: (directory / f"{name}.log").read_text()[-1500:] for name in ("primary", "replica")}
+            raise AssertionError(f"{exc}; logs: {tails}") from None
 
         def sentinels_agree() -> bool:
             for port in deployment.sentinel_ports:

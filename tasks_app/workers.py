@@ -1,8 +1,13 @@
 """RQ worker classes for `manage.py rqworker` (settings.RQ["WORKER_CLASS"] and --worker-class)."""
 
+import time
+
+import rq.worker.base
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 from rq import SimpleWorker, Worker
+from rq.registry import ScheduledJobRegistry
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from tasks_app.signals import send_status_changed
@@ -16,6 +21,31 @@ REDIS_OUTAGE_MAX_WAIT_SECONDS = 2.0
 def outage_retry() -> RedisRetry:
     """The retry policy of a worker's Redis clients."""
     return RedisRetry(ExponentialBackoff(cap=REDIS_OUTAGE_MAX_WAIT_SECONDS, base=0.1), REDIS_OUTAGE_RETRIES)
+
+
+class LookaheadScheduler(RQScheduler):
+    """RQ's scheduler, moving each delayed job to its queue at its due time, not up to 1 s late.
+
+    RQ's scheduler wakes once a second. After each pass this one also waits for the jobs that
+    fall due before the next pass, and enqueues them on time.
+    """
+
+    def enqueue_scheduled_jobs(self) -> None:
+        super().enqueue_scheduled_jobs()
+        next_pass = time.time() + self.interval
+        while (due := self.next_due_time()) is not None and due < next_pass:
+            time.sleep(max(0.0, due - time.time()))
+            super().enqueue_scheduled_jobs()
+
+    def next_due_time(self) -> float | None:
+        """The Unix time of the earliest delayed job in the queues this scheduler holds locks for."""
+        earliest = None
+        for name in self._acquired_locks:
+            key = ScheduledJobRegistry(name, connection=self.connection, serializer=self.serializer).key
+            first = self.connection.zrange(key, 0, 0, withscores=True)
+            if first and (earliest is None or first[0][1] < earliest):
+                earliest = first[0][1]
+        return earliest
 
 
 class ReportingJSONMixin:
@@ -35,6 +65,16 @@ class ReportingJSONMixin:
             id(client): client for client in (self.connection, *(q.connection for q in self.queues))
         }.values():
             connection.set_retry(outage_retry())
+
+    def _start_scheduler(self, *args, **kwargs) -> None:
+        # RQ builds its scheduler here from the name RQScheduler in its worker module, with no
+        # way to pass a class; swap in ours for the duration of the call.
+        original = rq.worker.base.RQScheduler
+        rq.worker.base.RQScheduler = LookaheadScheduler
+        try:
+            super()._start_scheduler(*args, **kwargs)
+        finally:
+            rq.worker.base.RQScheduler = original
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
         super().prepare_job_execution(job, remove_from_intermediate_queue)

@@ -39,10 +39,12 @@ class SentinelDeployment:
         return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
 
     def client(self, port: int) -> Redis:
-        return Redis(port=port, password=self.password, socket_timeout=1, socket_connect_timeout=1)
+        return Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=1, socket_connect_timeout=1)
 
     def sentinel(self, port: int) -> Redis:
-        return Redis(port=port, password=self.sentinel_password, socket_timeout=1, socket_connect_timeout=1)
+        return Redis(
+            host="127.0.0.1", port=port, password=self.sentinel_password, socket_timeout=1, socket_connect_timeout=1
+        )
 
     def master_port(self) -> int | None:
         """The master's port as the first sentinel sees it."""

@@ -1,7 +1,15 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class TasksAppConfig(AppConfig):
     name = "tasks_app"
     verbose_name = "Tasks"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from tasks_app import history, permissions, signals
+
+        # Job history: every status change updates the job's row, in whichever process made it.
+        signals.job_status_changed.connect(history.record_status_change, dispatch_uid="tasks_app.history")
+        post_migrate.connect(permissions.create_queue_groups_after_migrate, sender=self)

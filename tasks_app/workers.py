@@ -1,9 +1,16 @@
 """RQ worker classes for `manage.py rqworker` (settings.RQ["WORKER_CLASS"] and --worker-class)."""
 
+import logging
+import time
+
+from django.conf import settings
+from django.db import close_old_connections, connections
 from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
 from tasks_app.signals import send_status_changed
+
+logger = logging.getLogger(__name__)
 
 
 class ReportingJSONMixin:
@@ -15,7 +22,10 @@ class ReportingJSONMixin:
     """
 
     def __init__(self, *args, serializer=None, **kwargs):
+        # RQ's default (30 s) makes a dead worker's job wait minutes to be noticed (abandoned.py).
+        kwargs.setdefault("job_monitoring_interval", settings.WORKER_HEARTBEAT_SECONDS)
         super().__init__(*args, serializer=JSONSerializer, **kwargs)
+        self.next_abandoned_check = 0.0
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
         super().prepare_job_execution(job, remove_from_intermediate_queue)
@@ -26,13 +36,56 @@ class ReportingJSONMixin:
         send_status_changed(job, "finished", self.connection)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string: str = "") -> None:
+        if exc_string and job.should_retry and self._stopped_job_id != job.id:
+            # RQ keeps no result for a failure it retries; the history shows why the attempt failed.
+            job.meta["last_error"] = exc_string.strip().splitlines()[-1]
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
         # failed, stopped, or queued/scheduled again when a retry policy applies
         send_status_changed(job, job.get_status(refresh=True).value, self.connection)
 
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker wakes this often to heartbeat and to look for abandoned jobs.
+        return max(1, min(super().dequeue_timeout, int(settings.TASK_ABANDONED_CHECK_SECONDS)))
+
+    def heartbeat(self, timeout=None, pipeline=None) -> None:
+        super().heartbeat(timeout, pipeline=pipeline)
+        if pipeline is None and not self.is_horse:
+            self.look_for_abandoned_jobs()
+
+    def look_for_abandoned_jobs(self) -> None:
+        """Every few seconds, fail or retry jobs whose worker died (one worker at a time does it)."""
+        moment = time.monotonic()
+        if moment < self.next_abandoned_check:
+            return
+        self.next_abandoned_check = moment + settings.TASK_ABANDONED_CHECK_SECONDS
+        from tasks_app import abandoned
+
+        try:
+            close_old_connections()
+            abandoned.check_periodically(self.connection, self.name)
+        except Exception:
+            # Never let bookkeeping take the worker down; the next round tries again.
+            logger.exception("worker=%s could not check for abandoned jobs", self.name)
+
 
 class JSONWorker(ReportingJSONMixin, Worker):
     """The default: each job runs in a forked child, so a crashing job cannot kill the worker."""
+
+    def serialize(self) -> dict:
+        # Tells abandoned.py how often this worker heartbeats while a job runs.
+        from tasks_app.abandoned import HEARTBEAT_FIELD
+
+        return {**super().serialize(), HEARTBEAT_FIELD: self.job_monitoring_interval}
+
+    def maintain_heartbeats(self, job) -> None:
+        super().maintain_heartbeats(job)
+        self.look_for_abandoned_jobs()  # busy workers look too
+
+    def fork_work_horse(self, job, queue) -> None:
+        # A database connection must not be shared by two processes: each side opens its own.
+        connections.close_all()
+        super().fork_work_horse(job, queue)
 
 
 class InProcessJSONWorker(ReportingJSONMixin, SimpleWorker):

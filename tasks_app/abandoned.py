@@ -94,10 +94,15 @@ def check_periodically(connection: Redis, worker_name: str) -> list[AbandonedJob
     interval = max(1, int(settings.TASK_ABANDONED_CHECK_SECONDS))
     if not connection.set(CHECK_LOCK_KEY, worker_name, nx=True, ex=interval):
         return []
+    return check(connection)
+
+
+def check(connection: Redis | None = None) -> list[AbandonedJob]:
+    """End the jobs of dead workers, then catch up history rows still saying "started"."""
     found = fail_abandoned_jobs(connection)
     for item in found:
         logger.warning("job_id=%s queue=%s %s -> %s", item.job_id, item.queue, item.reason, item.outcome)
-    # Rows left at "started" by changes that sent no signal (RQ's cleanup run from a dashboard page).
+    # Rows left at "started" by changes that sent no signal (RQ's own cleanup, run by a dashboard page).
     history.sync_stale_started_rows(timedelta(seconds=settings.TASK_ABANDONED_AFTER_SECONDS))
     return found
 

@@ -38,6 +38,13 @@ from tasks_app.templatetags.tasks_admin import duration
 
 logger = logging.getLogger(__name__)
 
+# The permission each action of the history list needs.
+ACTION_PERMISSIONS = {
+    "requeue_jobs": permissions.REQUEUE,
+    "cancel_jobs": permissions.CANCEL,
+    "stop_jobs": permissions.STOP,
+    "delete_jobs": permissions.DELETE,
+}
 # The actions offered as buttons on a job's own page, and the statuses they apply to.
 ROW_ACTIONS = (
     ("requeue_jobs", "Requeue", {"failed", "stopped", "canceled"}),
@@ -59,7 +66,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         "submitted",
         "duration_display",
         "outcome",
-        "worker_name",
+        "worker_short",
         "submitter_display",
     )
     list_filter = ("status", "queue", "task_type", "function", ("created_at", DateFieldListFilter))
@@ -72,9 +79,9 @@ class JobRecordAdmin(admin.ModelAdmin):
     actions = ("requeue_jobs", "cancel_jobs", "stop_jobs", "delete_jobs")
     fieldsets = (
         ("Job", {"fields": ("job_id", "status_display", "queue", "task", "kind", "description", "attempts")}),
-        ("Times", {"fields": ("created_at", "enqueued_at", "started_at", "ended_at", "duration_display")}),
+        ("Times", {"fields": ("submitted_at", "enqueued", "started", "ended", "duration_display")}),
         ("Outcome", {"fields": ("result", "error", "traceback_display")}),
-        ("Who and where", {"fields": ("submitter_display", "submitted_by", "worker_name", "links")}),
+        ("Who and where", {"fields": ("submitter_display", "submitted_by", "worker", "links")}),
     )
     readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
 
@@ -90,16 +97,23 @@ class JobRecordAdmin(admin.ModelAdmin):
         return False  # the "Delete jobs" action removes the job from Redis too, and reports each row
 
     def has_requeue_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(permissions.REQUEUE)
+        return request.user.has_perm(ACTION_PERMISSIONS["requeue_jobs"])
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(permissions.CANCEL)
+        return request.user.has_perm(ACTION_PERMISSIONS["cancel_jobs"])
 
     def has_stop_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(permissions.STOP)
+        return request.user.has_perm(ACTION_PERMISSIONS["stop_jobs"])
 
     def has_delete_job_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(permissions.DELETE)
+        return request.user.has_perm(ACTION_PERMISSIONS["delete_jobs"])
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        # Django answers an action the user may not run with "No action selected"; say why instead.
+        action = request.POST.get("action", "") if request.method == "POST" else ""
+        if action in ACTION_PERMISSIONS and action not in self.get_actions(request):
+            return admin_views.refuse(request, self.admin_site, ACTION_PERMISSIONS[action])
+        return super().changelist_view(request, extra_context)
 
     # --- Pages ----------------------------------------------------------------------------------
 
@@ -168,6 +182,30 @@ class JobRecordAdmin(admin.ModelAdmin):
     def submitted(self, obj: JobRecord) -> str:
         return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S")
 
+    @admin.display(description="submitted")
+    def submitted_at(self, obj: JobRecord) -> str:
+        return exact_time(obj.created_at)
+
+    @admin.display(description="enqueued")
+    def enqueued(self, obj: JobRecord) -> str:
+        return exact_time(obj.enqueued_at)
+
+    @admin.display(description="started")
+    def started(self, obj: JobRecord) -> str:
+        return exact_time(obj.started_at)
+
+    @admin.display(description="ended")
+    def ended(self, obj: JobRecord) -> str:
+        return exact_time(obj.ended_at)
+
+    @admin.display(description="worker", ordering="worker_name")
+    def worker_short(self, obj: JobRecord) -> str:
+        return format_html('<span title="{}">{}</span>', obj.worker_name, obj.worker_name[:8])
+
+    @admin.display(description="worker")
+    def worker(self, obj: JobRecord) -> str:
+        return obj.worker_name
+
     @admin.display(description="duration", ordering="duration")
     def duration_display(self, obj: JobRecord) -> str:
         if obj.duration is not None:
@@ -179,7 +217,7 @@ class JobRecordAdmin(admin.ModelAdmin):
     @admin.display(description="result or error")
     def outcome(self, obj: JobRecord) -> str:
         if obj.status == JobRecord.Status.FINISHED:
-            return format_html('<span title="{}">{}</span>', obj.result, Truncator(obj.result).chars(60))
+            return format_html('<span title="{}">{}</span>', obj.result, Truncator(obj.result).chars(50))
         if obj.status == JobRecord.Status.DELETED:
             return "removed from Redis before it ended"
         if not obj.error:
@@ -287,6 +325,14 @@ def redirect_to_next(request: HttpRequest) -> HttpResponse | None:
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
         return HttpResponseRedirect(target)
     return None
+
+
+def exact_time(moment) -> str:
+    """A time to the millisecond, in the site's time zone, with the zone's name."""
+    if moment is None:
+        return "—"
+    local = timezone.localtime(moment)
+    return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d} {local:%Z}"
 
 
 def is_ip_address(text: str) -> bool:

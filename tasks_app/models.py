@@ -41,7 +41,12 @@ class JobRecord(models.Model):
     worker_name = models.CharField("worker", max_length=255, blank=True)
 
     submitted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name="user account",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     submitter_username = models.CharField("submitted by", max_length=150, blank=True, db_index=True)
     submitter_ip = models.GenericIPAddressField("from IP", null=True, blank=True, db_index=True)

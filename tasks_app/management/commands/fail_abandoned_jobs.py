@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from tasks_app.abandoned import fail_abandoned_jobs
+from tasks_app.abandoned import check, fail_abandoned_jobs
 
 
 class Command(BaseCommand):
@@ -13,7 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="only list the jobs")
 
     def handle(self, *args, **options):
-        found = fail_abandoned_jobs(dry_run=options["dry_run"])
+        found = fail_abandoned_jobs(dry_run=True) if options["dry_run"] else check()
         verb = "would become" if options["dry_run"] else "is now"
         for job in found:
             self.stdout.write(f"{job.job_id} ({job.queue}) {verb} {job.outcome}: {job.reason}")

@@ -1,0 +1,266 @@
+"""Every destructive admin URL, ours and django-rq's, for anonymous, read-only staff and operators.
+
+Against a real redis-server: a refused request must leave every key exactly as it was.
+"""
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from tasks_app import services
+from tasks_app.models import JobRecord
+from tasks_app.permissions import OPERATORS_GROUP, VIEWERS_GROUP
+from tasks_app.workers import InProcessJSONWorker
+from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
+from tests.support import jobs
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD = "/admin/django_rq/dashboard"
+HISTORY = "/admin/tasks_app/jobrecord/"
+DEFAULT = 0  # django-rq numbers queues by sorted name: default, high, low
+
+
+@dataclass
+class Jobs:
+    queued: str
+    failed: str
+    deferred: str
+    connection: Redis
+
+
+@pytest.fixture
+def redis_jobs(real_redis, settings) -> Jobs:  # noqa: F811 - the imported fixture
+    """A queued job, a failed one and one deferred behind the queued one, all in `default`."""
+    settings.TASK_POLICIES = {"sleep": {"timeout": 60, "max_retries": 0, "retry_intervals": [0]}}
+    failed = services.enqueue_call(jobs.explode, ("boom",), kind="sleep", description="explode")
+    InProcessJSONWorker(["default"], connection=real_redis.connection).work(burst=True)
+    queued = services.enqueue_task(1)
+    queue = Queue("default", connection=real_redis.connection, serializer=JSONSerializer)
+    deferred = queue.enqueue("tests.support.jobs.touch", "/nonexistent", depends_on=queued).id
+    return Jobs(queued=queued, failed=failed, deferred=deferred, connection=real_redis.connection)
+
+
+def staff(username: str, group: str | None = None) -> Client:
+    user = User.objects.create_user(username, password="x", is_staff=True)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def anonymous() -> Client:
+    return Client()
+
+
+@pytest.fixture
+def viewer() -> Client:
+    return staff("viewer", VIEWERS_GROUP)
+
+
+@pytest.fixture
+def operator() -> Client:
+    return staff("operator", OPERATORS_GROUP)
+
+
+def redis_state(connection) -> dict[bytes, bytes]:
+    """Every key and its serialized value: equal snapshots mean nothing changed."""
+    return {key: connection.dump(key) for key in sorted(connection.keys("*"))}
+
+
+def status(connection, job_id: str) -> str | None:
+    job = (
+        Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+        if connection.exists(f"rq:job:{job_id}")
+        else None
+    )
+    return job.get_status().value if job else None
+
+
+# (method, path, form data, permission, what an operator's request does to Redis)
+DJANGO_RQ_ACTIONS = [
+    ("GET", "queues/{q}/{queued}/delete/", {}, "delete_job", None),
+    ("POST", "queues/{q}/{queued}/delete/", {}, "delete_job", lambda c, j: status(c, j.queued) is None),
+    ("GET", "queues/{q}/{failed}/requeue/", {}, "requeue_job", None),
+    ("POST", "queues/{q}/{failed}/requeue/", {}, "requeue_job", lambda c, j: status(c, j.failed) == "queued"),
+    ("GET", "queues/{q}/{deferred}/enqueue/", {}, "requeue_job", None),
+    ("POST", "queues/{q}/{deferred}/enqueue/", {}, "requeue_job", lambda c, j: status(c, j.deferred) == "queued"),
+    ("POST", "queues/{q}/{queued}/stop/", {}, "stop_job", None),
+    ("GET", "queues/{q}/empty/", {}, "empty_queue", None),
+    ("POST", "queues/{q}/empty/", {}, "empty_queue", lambda c, j: status(c, j.queued) is None),
+    ("GET", "queues/{q}/requeue-all/", {}, "requeue_job", None),
+    ("POST", "queues/{q}/requeue-all/", {}, "requeue_job", lambda c, j: status(c, j.failed) == "queued"),
+    ("GET", "queues/{q}/failed/clear/", {}, "delete_job", None),
+    ("POST", "queues/{q}/failed/clear/", {}, "delete_job", lambda c, j: status(c, j.failed) is None),
+    ("POST", "queues/confirm-action/{q}/", {"action": "delete", "_selected_action": "{queued}"}, "delete_job", None),
+    ("POST", "queues/confirm-action/{q}/", {"action": "requeue", "_selected_action": "{failed}"}, "requeue_job", None),
+    ("POST", "queues/confirm-action/{q}/", {"action": "stop", "_selected_action": "{queued}"}, "stop_job", None),
+    (
+        "POST",
+        "queues/actions/{q}/",
+        {"action": "delete", "job_ids": "{queued}"},
+        "delete_job",
+        lambda c, j: status(c, j.queued) is None,
+    ),
+    (
+        "POST",
+        "queues/actions/{q}/",
+        {"action": "requeue", "job_ids": "{failed}"},
+        "requeue_job",
+        lambda c, j: status(c, j.failed) == "queued",
+    ),
+    ("POST", "queues/actions/{q}/", {"action": "stop", "job_ids": "{queued}"}, "stop_job", None),
+]
+
+
+def fill(template: str, redis_jobs: Jobs) -> str:
+    return template.format(q=DEFAULT, queued=redis_jobs.queued, failed=redis_jobs.failed, deferred=redis_jobs.deferred)
+
+
+def send(client: Client, method: str, path: str, data: dict, redis_jobs: Jobs):
+    url = f"{DASHBOARD}/{fill(path, redis_jobs)}"
+    form = {name: fill(value, redis_jobs) for name, value in data.items()}
+    return client.get(url) if method == "GET" else client.post(url, form)
+
+
+def action_id(case) -> str:
+    method, path, data, _, _ = case
+    return f"{method} {path.replace('{q}/', '')}{' ' + data['action'] if data else ''}"
+
+
+@pytest.mark.parametrize("case", DJANGO_RQ_ACTIONS, ids=action_id)
+def test_django_rq_actions_send_anonymous_users_to_the_login(case, anonymous, redis_jobs):
+    method, path, data, _, _ = case
+    before = redis_state(redis_jobs.connection)
+    response = send(anonymous, method, path, data, redis_jobs)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+    assert redis_state(redis_jobs.connection) == before
+
+
+@pytest.mark.parametrize("case", DJANGO_RQ_ACTIONS, ids=action_id)
+def test_django_rq_actions_refuse_read_only_staff(case, viewer, redis_jobs):
+    method, path, data, permission, _ = case
+    before = redis_state(redis_jobs.connection)
+    response = send(viewer, method, path, data, redis_jobs)
+    assert response.status_code == 403
+    assert f"tasks_app.{permission}" in response.content.decode()
+    assert redis_state(redis_jobs.connection) == before
+
+
+@pytest.mark.parametrize("case", DJANGO_RQ_ACTIONS, ids=action_id)
+def test_django_rq_actions_work_for_operators(case, operator, redis_jobs):
+    method, path, data, _, effect = case
+    response = send(operator, method, path, data, redis_jobs)
+    assert response.status_code in {200, 302}, response.content[:500]
+    if method == "GET" or "confirm-action" in path:
+        assert response.status_code == 200  # the confirmation page
+    if effect is not None:
+        assert effect(redis_jobs.connection, redis_jobs)
+
+
+def test_django_rq_changes_reach_the_history(operator, redis_jobs):
+    assert JobRecord.objects.get(job_id=redis_jobs.failed).status == "failed"
+    operator.post(f"{DASHBOARD}/queues/{DEFAULT}/requeue-all/")
+    assert JobRecord.objects.get(job_id=redis_jobs.failed).status == "queued"
+    operator.post(f"{DASHBOARD}/queues/{DEFAULT}/empty/")
+    assert JobRecord.objects.get(job_id=redis_jobs.queued).status == "deleted"
+
+
+def test_read_only_staff_can_look_at_django_rq_pages(viewer, redis_jobs):
+    for path in ("", f"queues/{DEFAULT}/", f"queues/{DEFAULT}/failed/", f"queues/{DEFAULT}/canceled/", "workers/0/"):
+        assert viewer.get(f"{DASHBOARD}/{path}").status_code == 200, path
+    assert viewer.get(f"{DASHBOARD}/queues/{DEFAULT}/{redis_jobs.failed}/").status_code == 200
+
+
+# --- Our own actions on the job history ------------------------------------------------------------
+
+OUR_ACTIONS = [
+    ("requeue_jobs", "requeue_job", "failed", "queued"),
+    ("cancel_jobs", "cancel_job", "queued", "canceled"),
+    ("delete_jobs", "delete_job", "failed", None),
+    ("stop_jobs", "stop_job", "queued", "queued"),  # not running: refused row by row, nothing changes
+]
+
+
+def run_action(client: Client, action: str, job_id: str):
+    pk = JobRecord.objects.get(job_id=job_id).pk
+    return client.post(HISTORY, {"action": action, "index": 0, "_selected_action": [pk]})
+
+
+def job_for(redis_jobs: Jobs, state: str) -> str:
+    return {"failed": redis_jobs.failed, "queued": redis_jobs.queued}[state]
+
+
+@pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
+def test_history_actions_send_anonymous_users_to_the_login(action, permission, state, after, anonymous, redis_jobs):
+    before = redis_state(redis_jobs.connection)
+    response = run_action(anonymous, action, job_for(redis_jobs, state))
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    assert redis_state(redis_jobs.connection) == before
+
+
+@pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
+def test_history_actions_refuse_read_only_staff(action, permission, state, after, viewer, redis_jobs):
+    job_id = job_for(redis_jobs, state)
+    before = redis_state(redis_jobs.connection)
+    response = run_action(viewer, action, job_id)
+    assert response.status_code == 403
+    assert f"tasks_app.{permission}" in response.content.decode()
+    assert redis_state(redis_jobs.connection) == before
+    assert JobRecord.objects.get(job_id=job_id).status == state
+
+
+@pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
+def test_history_actions_work_for_operators(action, permission, state, after, operator, redis_jobs):
+    job_id = job_for(redis_jobs, state)
+    response = operator.post(
+        HISTORY,
+        {"action": action, "index": 0, "_selected_action": [JobRecord.objects.get(job_id=job_id).pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert status(redis_jobs.connection, job_id) == after
+    if after is None:
+        assert not JobRecord.objects.filter(job_id=job_id).exists()
+    else:
+        assert JobRecord.objects.get(job_id=job_id).status == after
+    [message] = [str(m) for m in response.context["messages"]]
+    assert message.startswith(job_id)
+
+
+def test_staff_without_the_view_permission_cannot_see_the_history_or_health(redis_jobs):
+    client = staff("nobody")
+    assert client.get(HISTORY).status_code == 403
+    assert client.get(HISTORY + "health/").status_code == 403
+    assert client.get(HISTORY + "health.json").status_code == 403
+
+
+@pytest.mark.parametrize("path", ["", "health/", "health.json"])
+def test_history_pages_send_anonymous_users_to_the_login(anonymous, path):
+    response = anonymous.get(HISTORY + path)
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+def test_nobody_edits_adds_or_deletes_history_rows_by_hand(operator, redis_jobs):
+    record = JobRecord.objects.get(job_id=redis_jobs.failed)
+    assert operator.get(HISTORY + "add/").status_code == 403
+    assert operator.post(f"{HISTORY}{record.pk}/change/", {"status": "finished"}).status_code == 403
+    assert operator.post(f"{HISTORY}{record.pk}/delete/", {"post": "yes"}).status_code == 403
+    record.refresh_from_db()
+    assert record.status == "failed"
+
+
+def test_the_groups_exist_after_migrate_with_their_permissions():
+    viewers = set(Group.objects.get(name=VIEWERS_GROUP).permissions.values_list("codename", flat=True))
+    operators = set(Group.objects.get(name=OPERATORS_GROUP).permissions.values_list("codename", flat=True))
+    assert viewers == {"view_jobrecord", "admin"}
+    assert operators == viewers | {"requeue_job", "cancel_job", "stop_job", "delete_job", "empty_queue"}

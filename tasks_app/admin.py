@@ -113,7 +113,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         action = request.POST.get("action", "") if request.method == "POST" else ""
         if action in ACTION_PERMISSIONS and action not in self.get_actions(request):
             return admin_views.refuse(request, self.admin_site, ACTION_PERMISSIONS[action])
-        return super().changelist_view(request, extra_context)
+        return super().changelist_view(request, {"title": "Job history", **(extra_context or {})})
 
     # --- Pages ----------------------------------------------------------------------------------
 
@@ -273,30 +273,45 @@ class JobRecordAdmin(admin.ModelAdmin):
         def delete(task_id: str) -> str:
             with contextlib.suppress(services.TaskNotFound):  # gone from Redis already: only the row is left
                 services.delete_task(task_id)
-            JobRecord.objects.filter(job_id=task_id).delete()
+            rows = JobRecord.objects.filter(job_id=task_id)
+            self.log_deletions(request, rows)
+            rows.delete()
             return "deleted"
 
-        return self.apply(request, queryset, delete, "deleted")
+        return self.apply(request, queryset, delete, "deleted", log_change=False)  # logged as a deletion
 
     def apply(
-        self, request: HttpRequest, queryset: QuerySet, operation: Callable[[str], str], done: str
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        operation: Callable[[str], str],
+        done: str,
+        log_change: bool = True,
     ) -> HttpResponse | None:
-        """Run a service on each selected job and say, row by row, what happened."""
+        """Run a service on each selected job and say, row by row, what happened.
+
+        What was done is also written to the admin's log, so each job's History page says who did it.
+        """
         report = ActionReport()
-        for job_id in queryset.values_list("job_id", flat=True):
+        for record in queryset.only("pk", "job_id"):
             try:
-                operation(job_id)
+                operation(record.job_id)
             except services.TaskNotFound:
-                report.add(messages.WARNING, f"{job_id}: no longer in Redis (expired or deleted); nothing to do.")
+                report.add(
+                    messages.WARNING, f"{record.job_id}: no longer in Redis (expired or deleted); nothing to do."
+                )
             except services.TaskStateConflict as exc:
-                report.add(messages.WARNING, f"{job_id}: {exc}")
+                report.add(messages.WARNING, f"{record.job_id}: {exc}")
             except services.QueueUnavailable:
                 report.add(
-                    messages.ERROR, f"{job_id}: Redis cannot be reached; this and the remaining jobs were left alone."
+                    messages.ERROR,
+                    f"{record.job_id}: Redis cannot be reached; this and the remaining jobs were left alone.",
                 )
                 break
             else:
-                report.add(messages.SUCCESS, f"{job_id}: {done}.")
+                report.add(messages.SUCCESS, f"{record.job_id}: {done}.")
+                if log_change:
+                    self.log_change(request, record, f"{done.capitalize()} from the admin.")
         report.send(request)
         return redirect_to_next(request)
 

@@ -5,7 +5,7 @@ network, read the same in every browser, and refresh with the page they are on.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 # A bar of one series: name (the CSS class and the legend's label) and value.
@@ -48,9 +48,20 @@ def nice_ceiling(value: int, ticks: int = 4) -> tuple[int, int]:
         return ticks, 1
     rough = value / ticks
     magnitude = 10 ** math.floor(math.log10(rough))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= rough)
-    step = max(1, int(step))
+    # Steps of 1, 2, 2.5 or 5 times a power of ten, whole numbers only (counts of jobs).
+    steps = (m * magnitude for m in (1, 2, 2.5, 5, 10))
+    step = max(1, int(next(s for s in steps if s >= rough and float(s).is_integer())))
     return step * math.ceil(value / step), step
+
+
+def stacked(segments: Sequence[Segment], scale_max: int) -> Iterator[tuple[str, int, float, float]]:
+    """Each non-empty segment of a bar: series, value, and where it starts and ends as fractions of the scale."""
+    start = 0.0
+    for series, value in segments:
+        if value > 0:
+            end = start + value / scale_max
+            yield series, value, start, end
+            start = end
 
 
 def stacked_columns(
@@ -61,23 +72,19 @@ def stacked_columns(
 ) -> Chart:
     """Vertical stacked bars, one per column (such as a minute), labelled every `label_every` columns."""
     left, top, right, bottom = 40.0, 10.0, width - 8.0, height - 24.0
-    total = max((sum(value for _, value in segments) for _, segments in columns), default=0)
-    scale_max, step = nice_ceiling(total)
+    scale_max, step = nice_ceiling(largest_total(columns))
+    tall = bottom - top
     slot = (right - left) / max(1, len(columns))
     gap = min(2.0, slot * 0.2)
     bars, labels = [], []
     for index, (label, segments) in enumerate(columns):
         x = left + index * slot
-        base = bottom
-        for series, value in segments:
-            if value <= 0:
-                continue
-            bar_height = (bottom - top) * value / scale_max
-            base -= bar_height
-            bars.append(Bar(x + gap / 2, base, slot - gap, bar_height, series, f"{label}: {value} {series}"))
-        if index % label_every == 0:
+        for series, value, start, end in stacked(segments, scale_max):
+            title = f"{label}: {value} {series}"
+            bars.append(Bar(x + gap / 2, bottom - end * tall, slot - gap, (end - start) * tall, series, title))
+        if index % label_every == 0 or index == len(columns) - 1:  # and the newest column
             labels.append(Tick(x + slot / 2, label))
-    grid = [Tick(bottom - (bottom - top) * v / scale_max, str(v)) for v in range(0, scale_max + 1, step)]
+    grid = [Tick(bottom - tall * v / scale_max, str(v)) for v in range(0, scale_max + 1, step)]
     return Chart(width, height, left, top, right, bottom, bars, grid, labels, scale_max)
 
 
@@ -90,19 +97,18 @@ def stacked_rows(
     """Horizontal stacked bars, one per row (such as a queue), its label on the left."""
     left, top, right = float(label_width), 8.0, width - 40.0
     bottom = top + row_height * max(1, len(rows))
-    height = int(bottom + 22)
-    total = max((sum(value for _, value in segments) for _, segments in rows), default=0)
-    scale_max, step = nice_ceiling(total)
+    scale_max, step = nice_ceiling(largest_total(rows))
+    wide = right - left
     bars, labels = [], []
     for index, (label, segments) in enumerate(rows):
         y = top + index * row_height
-        start = left
-        for series, value in segments:
-            if value <= 0:
-                continue
-            bar_width = (right - left) * value / scale_max
-            bars.append(Bar(start, y + 5, bar_width, row_height - 10, series, f"{label}: {value} {series}"))
-            start += bar_width
+        for series, value, start, end in stacked(segments, scale_max):
+            title = f"{label}: {value} {series}"
+            bars.append(Bar(left + start * wide, y + 5, (end - start) * wide, row_height - 10, series, title))
         labels.append(Tick(y + row_height / 2, label))
-    grid = [Tick(left + (right - left) * v / scale_max, str(v)) for v in range(0, scale_max + 1, step)]
-    return Chart(width, height, left, top, right, bottom, bars, grid, labels, scale_max)
+    grid = [Tick(left + wide * v / scale_max, str(v)) for v in range(0, scale_max + 1, step)]
+    return Chart(width, int(bottom + 22), left, top, right, bottom, bars, grid, labels, scale_max)
+
+
+def largest_total(groups: Sequence[tuple[str, Sequence[Segment]]]) -> int:
+    return max((sum(value for _, value in segments) for _, segments in groups), default=0)

@@ -6,7 +6,9 @@ Against a real redis-server: a refused request must leave every key exactly as i
 from dataclasses import dataclass
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group, User
+from django.core.management import CommandError, call_command
 from django.test import Client
 from redis import Redis
 from rq import Queue
@@ -16,6 +18,7 @@ from rq.serializers import JSONSerializer
 from tasks_app import services
 from tasks_app.models import JobRecord
 from tasks_app.permissions import OPERATORS_GROUP, VIEWERS_GROUP
+from tasks_app.signals import send_status_changed
 from tasks_app.workers import InProcessJSONWorker
 from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
 from tests.support import jobs
@@ -32,6 +35,7 @@ class Jobs:
     queued: str
     failed: str
     deferred: str
+    started: str  # marked as running by a worker that is not there: a stop request reaches nobody
     connection: Redis
 
 
@@ -44,7 +48,12 @@ def redis_jobs(real_redis, settings) -> Jobs:  # noqa: F811 - the imported fixtu
     queued = services.enqueue_task(1)
     queue = Queue("default", connection=real_redis.connection, serializer=JSONSerializer)
     deferred = queue.enqueue("tests.support.jobs.touch", "/nonexistent", depends_on=queued).id
-    return Jobs(queued=queued, failed=failed, deferred=deferred, connection=real_redis.connection)
+    started = Job.fetch(services.enqueue_task(1, queue_name="high"), connection=real_redis.connection)
+    with real_redis.connection.pipeline() as pipeline:
+        started.prepare_for_execution("absent-worker", pipeline)
+        pipeline.execute()
+    send_status_changed(started, "started", real_redis.connection)
+    return Jobs(queued, failed, deferred, started.id, real_redis.connection)
 
 
 def staff(username: str, group: str | None = None) -> Client:
@@ -187,7 +196,7 @@ OUR_ACTIONS = [
     ("requeue_jobs", "requeue_job", "failed", "queued"),
     ("cancel_jobs", "cancel_job", "queued", "canceled"),
     ("delete_jobs", "delete_job", "failed", None),
-    ("stop_jobs", "stop_job", "queued", "queued"),  # not running: refused row by row, nothing changes
+    ("stop_jobs", "stop_job", "started", "started"),
 ]
 
 
@@ -197,7 +206,7 @@ def run_action(client: Client, action: str, job_id: str):
 
 
 def job_for(redis_jobs: Jobs, state: str) -> str:
-    return {"failed": redis_jobs.failed, "queued": redis_jobs.queued}[state]
+    return {"failed": redis_jobs.failed, "queued": redis_jobs.queued, "started": redis_jobs.started}[state]
 
 
 @pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
@@ -235,6 +244,32 @@ def test_history_actions_work_for_operators(action, permission, state, after, op
         assert JobRecord.objects.get(job_id=job_id).status == after
     [message] = [str(m) for m in response.context["messages"]]
     assert message.startswith(job_id)
+    [entry] = LogEntry.objects.filter(object_repr=job_id)  # the audit trail: who did what
+    assert entry.user.username == "operator"
+    assert entry.is_deletion() if after is None else entry.get_change_message().endswith("from the admin.")
+
+
+@pytest.mark.parametrize(
+    ("action", "state", "refusal"),
+    [
+        ("requeue_jobs", "queued", "only failed, stopped or canceled tasks can be requeued"),
+        ("cancel_jobs", "started", "is running; stop it instead of canceling it"),
+        ("stop_jobs", "queued", "is queued, not running; there is nothing to stop"),
+        ("delete_jobs", "started", "is running; stop it before deleting it"),
+    ],
+)
+def test_history_actions_say_which_rows_they_left_alone_and_why(action, state, refusal, operator, redis_jobs):
+    job_id = job_for(redis_jobs, state)
+    before = redis_state(redis_jobs.connection)
+    response = operator.post(
+        HISTORY,
+        {"action": action, "index": 0, "_selected_action": [JobRecord.objects.get(job_id=job_id).pk]},
+        follow=True,
+    )
+    [message] = list(response.context["messages"])
+    assert message.level_tag == "warning" and refusal in str(message) and str(message).startswith(job_id)
+    assert redis_state(redis_jobs.connection) == before
+    assert JobRecord.objects.get(job_id=job_id).status == state
 
 
 def test_staff_without_the_view_permission_cannot_see_the_history_or_health(redis_jobs):
@@ -264,3 +299,28 @@ def test_the_groups_exist_after_migrate_with_their_permissions():
     operators = set(Group.objects.get(name=OPERATORS_GROUP).permissions.values_list("codename", flat=True))
     assert viewers == {"view_jobrecord", "admin"}
     assert operators == viewers | {"requeue_job", "cancel_job", "stop_job", "delete_job", "empty_queue"}
+
+
+def test_queue_account_makes_operators_and_viewers(monkeypatch, capsys):
+    monkeypatch.setenv("DJANGO_QUEUE_ACCOUNT_PASSWORD", "a long enough passphrase")
+    call_command("queue_account", "olga", "--role", "operator", "--no-input")
+    assert "Created olga: staff, in the “Queue operators” group." in capsys.readouterr().out
+    olga = User.objects.get(username="olga")
+    assert olga.is_staff and olga.check_password("a long enough passphrase")
+    assert olga.has_perm("tasks_app.empty_queue") and olga.has_perm("tasks_app.view_jobrecord")
+
+    call_command("queue_account", "olga", "--role", "viewer", "--no-input")  # a role change keeps the password
+    olga = User.objects.get(username="olga")
+    assert list(olga.groups.values_list("name", flat=True)) == [VIEWERS_GROUP]
+    assert olga.has_perm("tasks_app.view_jobrecord") and not olga.has_perm("tasks_app.requeue_job")
+    assert olga.check_password("a long enough passphrase")
+
+
+def test_queue_account_refuses_a_new_account_without_a_good_password(monkeypatch):
+    monkeypatch.delenv("DJANGO_QUEUE_ACCOUNT_PASSWORD", raising=False)
+    with pytest.raises(CommandError, match="needs a password"):
+        call_command("queue_account", "vic", "--role", "viewer", "--no-input")
+    monkeypatch.setenv("DJANGO_QUEUE_ACCOUNT_PASSWORD", "123")
+    with pytest.raises(CommandError, match="too short"):
+        call_command("queue_account", "vic", "--role", "viewer", "--no-input")
+    assert not User.objects.filter(username="vic").exists()

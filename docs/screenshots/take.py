@@ -116,16 +116,18 @@ def photograph(base_url: str) -> None:
         page.fill("#id_password", PASSWORD)
         page.click("input[type=submit]")
         page.wait_for_url(base_url + "/admin/")
+        # The admin's model sidebar folded away, as a person may leave it, to give the lists room.
+        page.evaluate("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
         shots = {
-            "admin-index.png": "/admin/",
-            "queue-health.png": "/admin/tasks_app/jobrecord/health/",
-            "job-history.png": "/admin/tasks_app/jobrecord/",
-            "django-rq-dashboard.png": "/admin/django_rq/dashboard/",
+            "admin-index.png": ("/admin/", False),
+            "queue-health.png": ("/admin/tasks_app/jobrecord/health/", True),
+            "job-history.png": ("/admin/tasks_app/jobrecord/", False),
+            "django-rq-dashboard.png": ("/admin/django_rq/dashboard/", True),
         }
-        for name, path in shots.items():
+        for name, (path, full_page) in shots.items():
             page.goto(base_url + path)
             page.wait_for_selector("#live-refresh, #monitoring")
-            page.screenshot(path=str(HERE / name), full_page=True)
+            page.screenshot(path=str(HERE / name), full_page=full_page)
         page.goto(base_url + "/admin/tasks_app/jobrecord/?status__exact=failed")
         page.locator("#result_list tbody tr th a, #result_list tbody tr td.field-job a").first.click()
         page.wait_for_selector(".job-traceback")

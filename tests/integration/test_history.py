@@ -1,8 +1,10 @@
 """The job history row follows each job through real workers: finished, failed, canceled, stopped, killed."""
 
 import time
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -140,3 +142,23 @@ def test_killed_worker_job_is_retried_when_its_policy_allows(real_redis, start_w
     assert services.get_task_status(job_id).attempt == 2
     services.cancel_task(job_id)  # stop the long second attempt before its worker is stopped
     row_becomes(job_id, "stopped")
+
+
+def test_fail_abandoned_jobs_command_does_it_when_no_worker_is_left(real_redis, start_worker, settings):
+    policy(settings, max_retries=0)
+    job_id, dead_worker = start_long_job_and_kill_its_worker(start_worker)
+
+    def dry_run() -> str:
+        output = StringIO()
+        call_command("fail_abandoned_jobs", "--dry-run", stdout=output)
+        return output.getvalue()
+
+    listed = wait_until(lambda: job_id in (text := dry_run()) and text, ABANDONED_DEADLINE_SECONDS, "the dry run")
+    assert f"{job_id} (default) would become failed: Worker died: {dead_worker}" in listed
+    assert row(job_id).status == "started"  # a dry run changes nothing
+
+    output = StringIO()
+    call_command("fail_abandoned_jobs", stdout=output)
+    assert f"{job_id} (default) is now failed" in output.getvalue()
+    assert row(job_id).status == "failed"
+    assert "0 abandoned job(s)." in dry_run()

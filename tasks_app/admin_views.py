@@ -16,7 +16,7 @@ from django_rq.views import each_context
 from rq.registry import CanceledJobRegistry
 
 from tasks_app import charts, health
-from tasks_app.permissions import OPERATORS_GROUP, permissions_named
+from tasks_app.permissions import OPERATORS_GROUP, VIEWER_PERMISSIONS, VIEWERS_GROUP, permissions_named
 from tasks_app.responses import json_success
 
 QUEUE_SERIES = ("queued", "started", "scheduled", "deferred")
@@ -100,6 +100,9 @@ def refuse(request: HttpRequest, site: admin.AdminSite, permission: str) -> Http
         "title": "Not allowed",
         "permission": permission,
         "permission_name": found.name if found else permission,
-        "operators_group": OPERATORS_GROUP,
     }
+    if permission in VIEWER_PERMISSIONS:
+        context.update(group=VIEWERS_GROUP, role="viewer")
+    else:
+        context.update(group=OPERATORS_GROUP, role="operator")
     return render(request, "admin/tasks_app/refused.html", context, status=403)

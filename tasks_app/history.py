@@ -56,11 +56,9 @@ def event_order(job: Job, status: str, attempt: int) -> int:
 def row_fields(job: Job, status: str, described: services.TaskStatus) -> dict[str, Any]:
     """What a row says about a job after this event."""
     meta = job.meta or {}
-    running_or_ended = status not in STATUS_RANKS or status == "started"
-    ended = status in services.TERMINAL_STATUSES
-    started_at = aware(job.started_at) if running_or_ended else None
-    # RQ leaves ended_at unset for canceled jobs and for some stops: the event is then the end.
-    ended_at = (aware(job.ended_at) or timezone.now()) if ended else None
+    ran = status in {"started", "finished", "failed", "stopped"}  # a canceled job never ran in this run
+    started_at = aware(job.started_at) if ran else None
+    ended_at = end_of_run(job, started_at) if status in services.TERMINAL_STATUSES else None
     task_type = meta.get("task_type")
     return {
         "status": status,
@@ -82,6 +80,18 @@ def row_fields(job: Job, status: str, described: services.TaskStatus) -> dict[st
         "worker_name": job.worker_name or "",
         "event_order": event_order(job, status, described.attempt),
     }
+
+
+def end_of_run(job: Job, started_at: datetime | None) -> datetime:
+    """When this run ended: RQ's ended_at, unless it is missing or left over from an earlier attempt.
+
+    RQ sets no end for a cancel, nor for a stop or an abandoned job that RQ itself fails; a retry
+    keeps the previous attempt's. The event's own time is then the best answer.
+    """
+    ended_at = aware(job.ended_at)
+    if ended_at is None or started_at is None or ended_at < started_at:
+        return timezone.now()
+    return ended_at
 
 
 def creation_fields(job: Job) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class ReportingJSONMixin:
         kwargs.setdefault("job_monitoring_interval", settings.WORKER_HEARTBEAT_SECONDS)
         super().__init__(*args, serializer=JSONSerializer, **kwargs)
         self.next_abandoned_check = 0.0
+        self.last_beat = self.in_touch_since = time.monotonic()
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
         super().prepare_job_execution(job, remove_from_intermediate_queue)
@@ -54,9 +55,17 @@ class ReportingJSONMixin:
             self.look_for_abandoned_jobs()
 
     def look_for_abandoned_jobs(self) -> None:
-        """Every few seconds, fail or retry jobs whose worker died (one worker at a time does it)."""
+        """Every few seconds, fail or retry jobs whose worker died (one worker at a time does it).
+
+        Called after each heartbeat. Only a worker that has itself been in touch with Redis for a
+        while judges the others: after a Redis outage every worker's heartbeat is old, and the
+        busy ones need a moment to send the next.
+        """
         moment = time.monotonic()
-        if moment < self.next_abandoned_check:
+        if moment - self.last_beat > 2 * max(settings.WORKER_HEARTBEAT_SECONDS, settings.TASK_ABANDONED_CHECK_SECONDS):
+            self.in_touch_since = moment
+        self.last_beat = moment
+        if moment < self.next_abandoned_check or moment - self.in_touch_since < settings.TASK_ABANDONED_AFTER_SECONDS:
             return
         self.next_abandoned_check = moment + settings.TASK_ABANDONED_CHECK_SECONDS
         from tasks_app import abandoned

@@ -112,6 +112,18 @@ def test_a_retried_failure_keeps_the_attempts_error_while_it_waits(fake_redis, p
     assert record.started_at is None and record.ended_at is None and record.traceback == ""
 
 
+def test_a_job_canceled_between_attempts_shows_no_run_time_of_the_old_attempt(fake_redis, policy):
+    policy(max_retries=1, intervals=[60])
+    task_id = services.enqueue_call(jobs.explode, ("flaky",), kind="sleep", description="explode")
+    run_worker(fake_redis)  # attempt 1 fails; attempt 2 is scheduled
+    before_cancel = timezone.now()
+    services.cancel_task(task_id)
+    record = row(task_id)
+    assert record.status == "canceled"
+    assert record.started_at is None and record.duration is None
+    assert record.ended_at >= before_cancel
+
+
 def test_cancel_and_requeue_are_recorded(fake_redis):
     task_id = services.enqueue_task(1)
     services.cancel_task(task_id)
@@ -266,3 +278,12 @@ def test_durations_read_like_people_write_them(seconds, text):
 
 def test_no_duration_is_blank():
     assert duration(None) == ""
+
+
+def test_abandoned_job_detection_refuses_a_timeout_shorter_than_two_heartbeats():
+    from tests.test_settings import manage
+
+    result = manage("check", WORKER_HEARTBEAT_SECONDS="5", TASK_ABANDONED_AFTER_SECONDS="10")
+    assert result.returncode != 0
+    assert "TASK_ABANDONED_AFTER_SECONDS must exceed two heartbeats" in result.stderr
+    assert manage("check", WORKER_HEARTBEAT_SECONDS="2", TASK_ABANDONED_AFTER_SECONDS="10").returncode == 0

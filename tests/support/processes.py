@@ -136,6 +136,8 @@ def database_env() -> dict[str, str]:
     """DATABASE_URL of the database Django uses now: the test database once one is set up."""
     from django.conf import settings
 
+    if not settings.configured:  # a script outside pytest: the children choose for themselves
+        return {}
     database = settings.DATABASES["default"]
     name = str(database.get("NAME") or "")
     if database["ENGINE"] != "django.db.backends.sqlite3" or not name or name == ":memory:" or "mode=memory" in name:

@@ -28,6 +28,7 @@ from tasks_app.signals import send_status_changed
 logger = logging.getLogger(__name__)
 
 RESULT_MAX_CHARS = 500
+SYNC_BATCH = 500
 ENDED_STATUSES = frozenset(services.TERMINAL_STATUSES | {JobRecord.Status.DELETED})
 # Within one run of a job: waiting, then running, then ended.
 STATUS_RANKS = {"queued": 1, "scheduled": 1, "deferred": 1, "started": 2}
@@ -134,26 +135,24 @@ def sync_with_redis(job_ids: Iterable[str]) -> None:
     is marked deleted.
     """
     job_ids = list(dict.fromkeys(job_ids))
-    if not job_ids:
-        return
     connection = services.get_connection()
-    jobs = Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
-    rows = dict(JobRecord.objects.filter(job_id__in=job_ids).values_list("job_id", "status"))
-    for job_id, job in zip(job_ids, jobs, strict=True):
-        if job is None:
-            mark_deleted([job_id])
-            continue
-        status = job.get_status(refresh=False)
-        status = status.value if status else ""
-        if status and rows.get(job_id) != status:
-            send_status_changed(job, status, connection)
+    # In batches: an emptied queue may have held many thousands of jobs.
+    for start in range(0, len(job_ids), SYNC_BATCH):
+        batch = job_ids[start : start + SYNC_BATCH]
+        jobs = Job.fetch_many(batch, connection=connection, serializer=JSONSerializer)
+        rows = dict(JobRecord.objects.filter(job_id__in=batch).values_list("job_id", "status"))
+        mark_deleted([job_id for job_id, job in zip(batch, jobs, strict=True) if job is None])
+        for job in filter(None, jobs):
+            status = job.get_status(refresh=False)
+            if status and rows.get(job.id) != status.value:
+                send_status_changed(job, status.value, connection)
 
 
 def sync_stale_started_rows(older_than: timedelta) -> None:
     """Re-read jobs whose row says started and has not changed for a while."""
     cutoff = timezone.now() - older_than
     stale = JobRecord.objects.filter(status=JobRecord.Status.STARTED, updated_at__lt=cutoff)
-    sync_with_redis(stale.values_list("job_id", flat=True)[:500])
+    sync_with_redis(stale.values_list("job_id", flat=True)[:SYNC_BATCH])
 
 
 def mark_deleted(job_ids: Iterable[str]) -> int:

@@ -3,12 +3,14 @@
 Against a real redis-server: a refused request must leave every key exactly as it was.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
+from django.http import HttpResponse
 from django.test import Client
 from redis import Redis
 from rq import Queue
@@ -85,6 +87,24 @@ def redis_state(connection) -> dict[bytes, bytes]:
     return {key: connection.dump(key) for key in sorted(connection.keys("*"))}
 
 
+def without_change(redis_jobs: Jobs, request: Callable[[], HttpResponse]) -> HttpResponse:
+    """Make a request and check that it left every key in Redis exactly as it was."""
+    before = redis_state(redis_jobs.connection)
+    response = request()
+    assert redis_state(redis_jobs.connection) == before
+    return response
+
+
+def assert_sent_to_login(response: HttpResponse) -> None:
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+
+
+def assert_refused(response: HttpResponse, permission: str) -> None:
+    assert response.status_code == 403
+    assert f"tasks_app.{permission}" in response.content.decode()
+
+
 def status(connection, job_id: str) -> str | None:
     job = (
         Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
@@ -148,21 +168,13 @@ def action_id(case) -> str:
 @pytest.mark.parametrize("case", DJANGO_RQ_ACTIONS, ids=action_id)
 def test_django_rq_actions_send_anonymous_users_to_the_login(case, anonymous, redis_jobs):
     method, path, data, _, _ = case
-    before = redis_state(redis_jobs.connection)
-    response = send(anonymous, method, path, data, redis_jobs)
-    assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/?next=")
-    assert redis_state(redis_jobs.connection) == before
+    assert_sent_to_login(without_change(redis_jobs, lambda: send(anonymous, method, path, data, redis_jobs)))
 
 
 @pytest.mark.parametrize("case", DJANGO_RQ_ACTIONS, ids=action_id)
 def test_django_rq_actions_refuse_read_only_staff(case, viewer, redis_jobs):
     method, path, data, permission, _ = case
-    before = redis_state(redis_jobs.connection)
-    response = send(viewer, method, path, data, redis_jobs)
-    assert response.status_code == 403
-    assert f"tasks_app.{permission}" in response.content.decode()
-    assert redis_state(redis_jobs.connection) == before
+    assert_refused(without_change(redis_jobs, lambda: send(viewer, method, path, data, redis_jobs)), permission)
 
 
 @pytest.mark.parametrize("case", DJANGO_RQ_ACTIONS, ids=action_id)
@@ -200,9 +212,9 @@ OUR_ACTIONS = [
 ]
 
 
-def run_action(client: Client, action: str, job_id: str):
+def run_action(client: Client, action: str, job_id: str, follow: bool = False) -> HttpResponse:
     pk = JobRecord.objects.get(job_id=job_id).pk
-    return client.post(HISTORY, {"action": action, "index": 0, "_selected_action": [pk]})
+    return client.post(HISTORY, {"action": action, "index": 0, "_selected_action": [pk]}, follow=follow)
 
 
 def job_for(redis_jobs: Jobs, state: str) -> str:
@@ -211,31 +223,20 @@ def job_for(redis_jobs: Jobs, state: str) -> str:
 
 @pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
 def test_history_actions_send_anonymous_users_to_the_login(action, permission, state, after, anonymous, redis_jobs):
-    before = redis_state(redis_jobs.connection)
-    response = run_action(anonymous, action, job_for(redis_jobs, state))
-    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
-    assert redis_state(redis_jobs.connection) == before
+    assert_sent_to_login(without_change(redis_jobs, lambda: run_action(anonymous, action, job_for(redis_jobs, state))))
 
 
 @pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
 def test_history_actions_refuse_read_only_staff(action, permission, state, after, viewer, redis_jobs):
     job_id = job_for(redis_jobs, state)
-    before = redis_state(redis_jobs.connection)
-    response = run_action(viewer, action, job_id)
-    assert response.status_code == 403
-    assert f"tasks_app.{permission}" in response.content.decode()
-    assert redis_state(redis_jobs.connection) == before
+    assert_refused(without_change(redis_jobs, lambda: run_action(viewer, action, job_id)), permission)
     assert JobRecord.objects.get(job_id=job_id).status == state
 
 
 @pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
 def test_history_actions_work_for_operators(action, permission, state, after, operator, redis_jobs):
     job_id = job_for(redis_jobs, state)
-    response = operator.post(
-        HISTORY,
-        {"action": action, "index": 0, "_selected_action": [JobRecord.objects.get(job_id=job_id).pk]},
-        follow=True,
-    )
+    response = run_action(operator, action, job_id, follow=True)
     assert response.status_code == 200
     assert status(redis_jobs.connection, job_id) == after
     if after is None:
@@ -260,15 +261,9 @@ def test_history_actions_work_for_operators(action, permission, state, after, op
 )
 def test_history_actions_say_which_rows_they_left_alone_and_why(action, state, refusal, operator, redis_jobs):
     job_id = job_for(redis_jobs, state)
-    before = redis_state(redis_jobs.connection)
-    response = operator.post(
-        HISTORY,
-        {"action": action, "index": 0, "_selected_action": [JobRecord.objects.get(job_id=job_id).pk]},
-        follow=True,
-    )
+    response = without_change(redis_jobs, lambda: run_action(operator, action, job_id, follow=True))
     [message] = list(response.context["messages"])
     assert message.level_tag == "warning" and refusal in str(message) and str(message).startswith(job_id)
-    assert redis_state(redis_jobs.connection) == before
     assert JobRecord.objects.get(job_id=job_id).status == state
 
 

@@ -198,6 +198,15 @@ def test_sync_catches_up_with_changes_made_behind_the_signals_back(fake_redis, p
     assert row(gone_id).status == "deleted"
 
 
+def test_sync_goes_through_many_jobs_in_batches(fake_redis, monkeypatch):
+    monkeypatch.setattr(history, "SYNC_BATCH", 3)
+    job_ids = [services.enqueue_task(1) for _ in range(7)]
+    for job_id in job_ids[:5]:
+        fetch(fake_redis, job_id).delete()  # an emptied queue
+    history.sync_with_redis(job_ids)
+    assert [row(job_id).status for job_id in job_ids] == ["deleted"] * 5 + ["queued"] * 2
+
+
 def test_started_rows_left_behind_by_rqs_own_cleanup_are_caught_up(fake_redis):
     task_id = services.enqueue_task(1)
     job = fetch(fake_redis, task_id)

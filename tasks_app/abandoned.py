@@ -121,7 +121,10 @@ def expected_outcome(job: Job) -> str:
 
 
 def end_job(job: Job, queue_name: str, execution_id: str, reason: str) -> str:
-    """Retry the job if its policy has attempts left, else fail it with the reason; send the signal."""
+    """Retry the job if its policy has attempts left, else fail it with the reason; send the signal.
+
+    The same steps as RQ's StartedJobRegistry.cleanup for one job, plus an end time and the signal.
+    """
     queue = django_rq.get_queue(queue_name, connection=job.connection)
     registry = StartedJobRegistry(queue_name, connection=job.connection, serializer=JSONSerializer)
     retry = job.should_retry

@@ -283,6 +283,7 @@ RQ = {
     "WORKER_CLASS": "tasks_app.workers.JSONWorker",
 }
 RQ_SHOW_ADMIN_LINK = True
+# Bearer token for django-rq's JSON stats and Prometheus metrics (Authorization header only).
 RQ_API_TOKEN = environ.get("RQ_API_TOKEN", "")
 
 # --- The tasks ----------------------------------------------------------------------------------
@@ -446,6 +447,22 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 # Seconds before a silent SMTP server counts as a failure (and the job is retried), not forever.
 EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0)
 DEFAULT_FROM_EMAIL = environ.get("DEFAULT_FROM_EMAIL", "taskqueue <noreply@localhost>")
+
+# --- Job history and monitoring (the admin) --------------------------------------------------------
+
+# `manage.py prune_job_history` deletes rows of jobs that ended longer ago than this.
+TASK_HISTORY_RETENTION_DAYS = int(env_float("TASK_HISTORY_RETENTION_DAYS", 30))
+# A busy worker heartbeats this often (RQ's job_monitoring_interval, 30 s by default in RQ).
+WORKER_HEARTBEAT_SECONDS = max(1, int(env_float("WORKER_HEARTBEAT_SECONDS", 5)))
+# A started job whose worker has been silent this long is failed, or retried per its policy.
+TASK_ABANDONED_AFTER_SECONDS = env_float("TASK_ABANDONED_AFTER_SECONDS", 15)
+# Live workers look for such jobs this often (one of them at a time).
+TASK_ABANDONED_CHECK_SECONDS = max(1.0, env_float("TASK_ABANDONED_CHECK_SECONDS", 5))
+if TASK_ABANDONED_AFTER_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS + 1:
+    raise ImproperlyConfigured(
+        "TASK_ABANDONED_AFTER_SECONDS must exceed two heartbeats (2 x WORKER_HEARTBEAT_SECONDS + 1), "
+        "or busy workers' jobs would be failed as abandoned"
+    )
 
 # --- Logging ------------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class TasksAppConfig(AppConfig):
@@ -7,9 +8,12 @@ class TasksAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from tasks_app import events, signals, thumbnails
+        from tasks_app import events, history, permissions, signals, thumbnails
 
+        # Job history: every status change updates the job's row, in whichever process made it.
+        signals.job_status_changed.connect(history.record_status_change, dispatch_uid="tasks_app.history")
         signals.job_status_changed.connect(events.publish_status_change, dispatch_uid="tasks_app.events")
         signals.job_status_changed.connect(
             thumbnails.discard_files_of_unfinished_job, dispatch_uid="tasks_app.thumbnails"
         )
+        post_migrate.connect(permissions.create_queue_groups_after_migrate, sender=self)

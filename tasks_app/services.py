@@ -25,7 +25,7 @@ from rq.command import send_stop_job_command
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.queue import Queue
-from rq.registry import ScheduledJobRegistry
+from rq.registry import CanceledJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 from rq.worker_registration import REDIS_WORKER_KEYS
@@ -376,7 +376,12 @@ def requeue_task(task_id: str) -> str:
             raise TaskStateConflict(message, status)
         job.meta["progress"] = 0
         job.save_meta()
-        registry = job.canceled_job_registry if status == "canceled" else job.failed_job_registry
+        # rq's Job has no canceled_job_registry property (its Queue has): build the registry here.
+        registry = (
+            CanceledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)
+            if status == "canceled"
+            else job.failed_job_registry
+        )
         registry.requeue(job)
     except InvalidJobOperation:
         raise TaskStateConflict(f"Task {task_id} is no longer in the {status} registry.", status) from None
@@ -465,3 +470,39 @@ def live_workers(hostname: str | None = None) -> list[Worker]:
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise QueueUnavailable(str(exc)) from exc
     return [worker for worker in workers if hostname is None or worker.hostname == hostname]
+
+
+# --- Admin operations (job history, issue 3) ----------------------------------------------------
+
+
+def delete_task(task_id: str) -> str:
+    """Remove a job that is not running from Redis (queue, registries, data); return its last status.
+
+    A running job raises TaskStateConflict: stop it first. A job already gone raises TaskNotFound.
+    """
+    job = fetch_job(task_id)
+    try:
+        status = job.get_status(refresh=False).value
+        if status == JobStatus.STARTED:
+            raise TaskStateConflict(f"Task {task_id} is running; stop it before deleting it.", status)
+        job.delete()
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
+    logger.info("deleted job_id=%s (was %s)", task_id, status)
+    return status
+
+
+def cancel_waiting_task(task_id: str) -> str:
+    """Cancel a queued, scheduled or deferred job; a running one raises TaskStateConflict (stop it)."""
+    status = get_task_status(task_id).task_status
+    if status == JobStatus.STARTED:
+        raise TaskStateConflict(f"Task {task_id} is running; stop it instead of canceling it.", status)
+    return cancel_task(task_id)
+
+
+def stop_running_task(task_id: str) -> str:
+    """Ask the worker to stop a running job; any other job raises TaskStateConflict."""
+    status = get_task_status(task_id).task_status
+    if status != JobStatus.STARTED:
+        raise TaskStateConflict(f"Task {task_id} is {status}, not running; there is nothing to stop.", status)
+    return cancel_task(task_id)

@@ -1,8 +1,11 @@
 """RQ worker classes for `manage.py rqworker` (settings.RQ["WORKER_CLASS"] and --worker-class)."""
 
+import logging
 import time
 
 import rq.worker.base
+from django.conf import settings
+from django.db import close_old_connections, connections
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 from rq import SimpleWorker, Worker
@@ -11,6 +14,8 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from tasks_app.signals import send_status_changed
+
+logger = logging.getLogger(__name__)
 
 # About 30 seconds of retries in all (0.2, 0.4, 0.8, 1.6, then every 2 s), each reconnection
 # asking the sentinels anew: more than a Sentinel failover takes (see tests/integration/test_sentinel.py).
@@ -57,6 +62,8 @@ class ReportingJSONMixin:
     """
 
     def __init__(self, *args, serializer=None, **kwargs):
+        # RQ's default (30 s) makes a dead worker's job wait minutes to be noticed (abandoned.py).
+        kwargs.setdefault("job_monitoring_interval", settings.WORKER_HEARTBEAT_SECONDS)
         super().__init__(*args, serializer=JSONSerializer, **kwargs)
         # The web answers 503 at once when Redis is down; a worker instead waits for Redis to
         # come back (a restart, a Sentinel failover) rather than quit in the middle of a job.
@@ -65,6 +72,9 @@ class ReportingJSONMixin:
             id(client): client for client in (self.connection, *(q.connection for q in self.queues))
         }.values():
             connection.set_retry(outage_retry())
+
+        self.next_abandoned_check = 0.0
+        self.last_beat = self.in_touch_since = time.monotonic()
 
     def _start_scheduler(self, *args, **kwargs) -> None:
         # RQ builds its scheduler here from the name RQScheduler in its worker module, with no
@@ -85,15 +95,69 @@ class ReportingJSONMixin:
         send_status_changed(job, "finished", self.connection)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string: str = "") -> None:
+        if exc_string and job.should_retry and self._stopped_job_id != job.id:
+            # RQ keeps no result for a failure it retries; the history shows why the attempt failed.
+            job.meta["last_error"] = exc_string.strip().splitlines()[-1]
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
         # The job ran in a forked child: this process's copy has stale meta (progress).
         job.get_meta(refresh=True)
         # failed, stopped, or queued/scheduled again when a retry policy applies
         send_status_changed(job, job.get_status(refresh=True).value, self.connection)
 
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker wakes this often to heartbeat and to look for abandoned jobs.
+        return max(1, min(super().dequeue_timeout, int(settings.TASK_ABANDONED_CHECK_SECONDS)))
+
+    def heartbeat(self, timeout=None, pipeline=None) -> None:
+        super().heartbeat(timeout, pipeline=pipeline)
+        if pipeline is None and not self.is_horse:
+            self.look_for_abandoned_jobs()
+
+    def look_for_abandoned_jobs(self) -> None:
+        """Every few seconds, fail or retry jobs whose worker died (one worker at a time does it).
+
+        Called after each heartbeat. Only a worker that has itself been in touch with Redis for a
+        while judges the others: after a Redis outage every worker's heartbeat is old, and the
+        busy ones need a moment to send the next.
+        """
+        moment = time.monotonic()
+        if moment - self.last_beat > 2 * max(settings.WORKER_HEARTBEAT_SECONDS, settings.TASK_ABANDONED_CHECK_SECONDS):
+            self.in_touch_since = moment
+        self.last_beat = moment
+        if moment < self.next_abandoned_check or moment - self.in_touch_since < settings.TASK_ABANDONED_AFTER_SECONDS:
+            return
+        self.next_abandoned_check = moment + settings.TASK_ABANDONED_CHECK_SECONDS
+        from tasks_app import abandoned
+
+        try:
+            # Between jobs, like Django between requests: drop a broken or expired database connection.
+            # Not inside a transaction, as when a test runs an in-process worker.
+            if not any(connection.in_atomic_block for connection in connections.all()):
+                close_old_connections()
+            abandoned.check_periodically(self.connection, self.name)
+        except Exception:
+            # Never let bookkeeping take the worker down; the next round tries again.
+            logger.exception("worker=%s could not check for abandoned jobs", self.name)
+
 
 class JSONWorker(ReportingJSONMixin, Worker):
     """The default: each job runs in a forked child, so a crashing job cannot kill the worker."""
+
+    def serialize(self) -> dict:
+        # Tells abandoned.py how often this worker heartbeats while a job runs.
+        from tasks_app.abandoned import HEARTBEAT_FIELD
+
+        return {**super().serialize(), HEARTBEAT_FIELD: self.job_monitoring_interval}
+
+    def maintain_heartbeats(self, job) -> None:
+        super().maintain_heartbeats(job)
+        self.look_for_abandoned_jobs()  # busy workers look too
+
+    def fork_work_horse(self, job, queue) -> None:
+        # A database connection must not be shared by two processes: each side opens its own.
+        connections.close_all()
+        super().fork_work_horse(job, queue)
 
 
 class InProcessJSONWorker(ReportingJSONMixin, SimpleWorker):

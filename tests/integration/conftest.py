@@ -33,8 +33,11 @@ def real_redis(redis_port, settings, monkeypatch):
 
 
 @pytest.fixture
-def start_worker(real_redis, tmp_path):
-    """Start `manage.py rqworker high default low` processes; all are stopped after the test."""
+def start_worker(real_redis, tmp_path, django_db_setup):
+    """Start `manage.py rqworker high default low` processes; all are stopped after the test.
+
+    They use the test database (tests.support.processes.child_env), where they write job history.
+    """
     started = []
 
     def start(*extra_args: str, burst: bool = True, unit_seconds: float = 0.2, **env: str):

@@ -44,7 +44,11 @@ def redis_pings(port: int) -> bool:
 
 
 def stop(process: subprocess.Popen, grace: float = 10) -> None:
-    """Stop a process started with start_new_session=True, and everything it forked."""
+    """Stop a process started with start_new_session=True, and everything it forked.
+
+    RQ's work horse leads a process group of its own, so it is found and killed by pid too.
+    """
+    children = descendants(process.pid)
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
@@ -56,6 +60,33 @@ def stop(process: subprocess.Popen, grace: float = 10) -> None:
             process.wait()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """The pids of a process's children, grandchildren and so on (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (command) state ppid ...": the command may hold spaces and parentheses.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, pending = [], [pid]
+    while pending:
+        children = parents.get(pending.pop(), [])
+        found += children
+        pending += children
+    return found
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a process and all it forked at once, as when its machine dies: nothing can clean up."""
+    for pid in [process.pid, *descendants(process.pid)]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -105,6 +136,7 @@ def child_env(**overrides: str) -> dict[str, str]:
     }
     env["DJANGO_SETTINGS_MODULE"] = "taskqueue_site.settings"
     env.setdefault("TASKS_RATE_LIMIT", "off")  # tests send many tasks from one address
+    env.update(database_env())
     env.update(overrides)
     return env
 
@@ -138,3 +170,16 @@ def start_asgi_server(
         stop(process)
         raise
     return process, base_url
+
+
+def database_env() -> dict[str, str]:
+    """DATABASE_URL of the database Django uses now: the test database once one is set up."""
+    from django.conf import settings
+
+    if not settings.configured:  # a script outside pytest: the children choose for themselves
+        return {}
+    database = settings.DATABASES["default"]
+    name = str(database.get("NAME") or "")
+    if database["ENGINE"] != "django.db.backends.sqlite3" or not name or name == ":memory:" or "mode=memory" in name:
+        return {}
+    return {"DATABASE_URL": f"sqlite:///{name}"}

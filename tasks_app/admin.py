@@ -1,0 +1,499 @@
+"""The admin: job history with safe actions, the health page, and django-rq's dashboard behind permissions.
+
+Looking needs staff (and the view permission); every change to a job or a queue needs its own
+permission (permissions.py), here and on django-rq's pages, whose views are wrapped below.
+"""
+
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+
+from django.contrib import admin, messages
+from django.contrib.admin import DateFieldListFilter
+from django.contrib.admin.utils import unquote
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, re_path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import Truncator
+from django_rq import models as rq_models
+from django_rq import stats_views
+from django_rq import views as rq_views
+from django_rq.admin import QueueAdmin
+from django_rq.queues import get_queue_by_index
+from django_rq.settings import get_queues_map
+from django_rq.urls import get_admin_urlpatterns
+from redis.exceptions import RedisError
+from rq.registry import FailedJobRegistry
+
+from tasks_app import admin_views, history, permissions, services
+from tasks_app.models import JobRecord
+from tasks_app.responses import json_error
+from tasks_app.templatetags.tasks_admin import duration
+
+logger = logging.getLogger(__name__)
+
+# The permission each action of the history list needs.
+ACTION_PERMISSIONS = {
+    "requeue_jobs": permissions.REQUEUE,
+    "cancel_jobs": permissions.CANCEL,
+    "stop_jobs": permissions.STOP,
+    "delete_jobs": permissions.DELETE,
+}
+# The actions offered as buttons on a job's own page, and the statuses they apply to.
+ROW_ACTIONS = (
+    ("requeue_jobs", "Requeue", {"failed", "stopped", "canceled"}),
+    ("cancel_jobs", "Cancel", services.WAITING_STATUSES),
+    ("stop_jobs", "Stop", {"started"}),
+    ("delete_jobs", "Delete", set(JobRecord.Status.values) - {"started"}),
+)
+# Per-row messages after an action; beyond this many, the rest are summed up in one line.
+MAX_ROW_MESSAGES = 20
+
+
+def exact_time_field(field_name: str, label: str) -> Callable[[admin.ModelAdmin, JobRecord], str]:
+    """A read-only field showing a time to the millisecond (the admin's own shows minutes)."""
+
+    @admin.display(description=label, ordering=field_name)
+    def show(model_admin: admin.ModelAdmin, obj: JobRecord) -> str:
+        return exact_time(getattr(obj, field_name))
+
+    return show
+
+
+@admin.register(JobRecord)
+class JobRecordAdmin(admin.ModelAdmin):
+    list_display = (
+        "job",
+        "status_display",
+        "queue",
+        "task",
+        "submitted",
+        "duration_display",
+        "outcome",
+        "worker_short",
+        "submitter_display",
+    )
+    list_filter = ("status", "queue", "task_type", "function", ("created_at", DateFieldListFilter))
+    search_fields = ("^job_id", "submitter_username", "function")
+    search_help_text = "A job id (or its beginning), the submitter's user name or IP address, or a task name."
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ("requeue_jobs", "cancel_jobs", "stop_jobs", "delete_jobs")
+    fieldsets = (
+        ("Job", {"fields": ("job_id", "status_display", "queue", "task", "kind", "description", "attempts")}),
+        ("Times", {"fields": ("submitted_at", "enqueued", "started", "ended", "duration_display")}),
+        ("Outcome", {"fields": ("result", "error", "traceback_display")}),
+        ("Who and where", {"fields": ("submitter_display", "submitted_by", "worker", "links")}),
+    )
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
+
+    # --- Who may do what -----------------------------------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # rows are written by the status signal, never by hand
+
+    def has_change_permission(self, request: HttpRequest, obj: JobRecord | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: JobRecord | None = None) -> bool:
+        return False  # the "Delete jobs" action removes the job from Redis too, and reports each row
+
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(ACTION_PERMISSIONS["requeue_jobs"])
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(ACTION_PERMISSIONS["cancel_jobs"])
+
+    def has_stop_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(ACTION_PERMISSIONS["stop_jobs"])
+
+    def has_delete_job_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(ACTION_PERMISSIONS["delete_jobs"])
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        # Django answers an action the user may not run with "No action selected"; say why instead.
+        action = request.POST.get("action", "") if request.method == "POST" else ""
+        if action in ACTION_PERMISSIONS and action not in self.get_actions(request):
+            return admin_views.refuse(request, self.admin_site, ACTION_PERMISSIONS[action])
+        return super().changelist_view(request, {"title": "Job history", **(extra_context or {})})
+
+    # --- Pages ----------------------------------------------------------------------------------
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("health/", self.viewer_page(self.health_view), name="{}_{}_health".format(*info)),
+            path("health.json", self.viewer_page(admin_views.health_json), name="{}_{}_health_json".format(*info)),
+            *super().get_urls(),
+        ]
+
+    def viewer_page(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        """An admin page for whoever may view the history (the admin site checks staff first)."""
+
+        @wraps(view)
+        def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if not self.has_view_permission(request):
+                return admin_views.refuse(request, self.admin_site, "tasks_app.view_jobrecord")
+            return view(request, *args, **kwargs)
+
+        return self.admin_site.admin_view(checked)
+
+    def health_view(self, request: HttpRequest) -> HttpResponse:
+        return admin_views.health_page(request, self.admin_site)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        record = self.get_object(request, unquote(object_id))
+        available = self.get_actions(request)
+        buttons = [
+            (name, label)
+            for name, label, statuses in ROW_ACTIONS
+            if record and name in available and record.status in statuses
+        ]
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "job_actions": buttons})
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        addresses = [term for term in search_term.split() if is_ip_address(term)]
+        if addresses:
+            results |= queryset.filter(submitter_ip__in=addresses)
+        return results, may_have_duplicates
+
+    def get_actions(self, request: HttpRequest):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    # --- Columns and fields ---------------------------------------------------------------------
+
+    @admin.display(description="job", ordering="job_id")
+    def job(self, obj: JobRecord) -> str:
+        return format_html('<span class="job-id" title="{}">{}</span>', obj.job_id, obj.job_id[:8])
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: JobRecord) -> str:
+        attempt = f" · attempt {obj.attempt}/{obj.max_attempts}" if obj.max_attempts > 1 else ""
+        return format_html('<span class="job-status job-status-{}">{}</span>{}', obj.status, obj.status, attempt)
+
+    @admin.display(description="task", ordering="function")
+    def task(self, obj: JobRecord) -> str:
+        short = obj.function.rsplit(".", 1)[-1]
+        label = f"{obj.kind} · type {obj.task_type}" if obj.kind and obj.task_type is not None else short
+        return format_html('<span title="{}">{}</span>', obj.function, label)
+
+    @admin.display(description="submitted", ordering="created_at")
+    def submitted(self, obj: JobRecord) -> str:
+        return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    submitted_at = exact_time_field("created_at", "submitted")
+    enqueued = exact_time_field("enqueued_at", "enqueued")
+    started = exact_time_field("started_at", "started")
+    ended = exact_time_field("ended_at", "ended")
+
+    @admin.display(description="worker", ordering="worker_name")
+    def worker_short(self, obj: JobRecord) -> str:
+        return format_html('<span title="{}">{}</span>', obj.worker_name, obj.worker_name[:8])
+
+    @admin.display(description="worker")
+    def worker(self, obj: JobRecord) -> str:
+        return obj.worker_name
+
+    @admin.display(description="duration", ordering="duration")
+    def duration_display(self, obj: JobRecord) -> str:
+        if obj.duration is not None:
+            return duration(obj.duration)
+        if obj.status == JobRecord.Status.STARTED and obj.started_at:
+            return f"running {duration(timezone.now() - obj.started_at)}"
+        return ""
+
+    @admin.display(description="result or error")
+    def outcome(self, obj: JobRecord) -> str:
+        if obj.status == JobRecord.Status.FINISHED:
+            return format_html('<span title="{}">{}</span>', obj.result, Truncator(obj.result).chars(60))
+        if obj.status == JobRecord.Status.DELETED:
+            return "removed from Redis before it ended"
+        if not obj.error:
+            return ""
+        ended = obj.status in history.ENDED_STATUSES
+        prefix = "" if ended else "last attempt: "
+        css = "job-error" if ended else "job-previous-error"
+        return format_html(
+            '<span class="{}" title="{}">{}{}</span>', css, obj.error, prefix, Truncator(obj.error).chars(60)
+        )
+
+    @admin.display(description="submitted by", ordering="submitter_username")
+    def submitter_display(self, obj: JobRecord) -> str:
+        return obj.submitter
+
+    @admin.display(description="attempt")
+    def attempts(self, obj: JobRecord) -> str:
+        return f"{obj.attempt} of {obj.max_attempts}"
+
+    @admin.display(description="traceback")
+    def traceback_display(self, obj: JobRecord) -> str:
+        return format_html('<pre class="job-traceback">{}</pre>', obj.traceback) if obj.traceback else "—"
+
+    @admin.display(description="elsewhere")
+    def links(self, obj: JobRecord) -> str:
+        status_url = reverse("tasks_app:task_status", args=[obj.job_id])
+        queue_index = get_queues_map().get(obj.queue)
+        if queue_index is None:
+            return format_html('<a href="{}">status API</a>', status_url)
+        rq_url = reverse("admin:django_rq_job_detail", args=[queue_index, obj.job_id])
+        return format_html(
+            '<a href="{}">status API</a> · <a href="{}">in django-rq&rsquo;s dashboard</a> (while Redis keeps the job)',
+            status_url,
+            rq_url,
+        )
+
+    # --- Actions --------------------------------------------------------------------------------
+
+    @admin.action(description="Requeue selected failed, stopped or canceled jobs", permissions=["requeue"])
+    def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.apply(request, queryset, services.requeue_task, "requeued")
+
+    @admin.action(description="Cancel selected waiting jobs", permissions=["cancel"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.apply(request, queryset, services.cancel_waiting_task, "canceled")
+
+    @admin.action(description="Stop selected running jobs", permissions=["stop"])
+    def stop_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.apply(request, queryset, services.stop_running_task, "asked to stop")
+
+    @admin.action(description="Delete selected jobs (from Redis and the history)", permissions=["delete_job"])
+    def delete_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        def delete(task_id: str) -> str:
+            with contextlib.suppress(services.TaskNotFound):  # gone from Redis already: only the row is left
+                services.delete_task(task_id)
+            rows = JobRecord.objects.filter(job_id=task_id)
+            self.log_deletions(request, rows)
+            rows.delete()
+            return "deleted"
+
+        return self.apply(request, queryset, delete, "deleted", log_change=False)  # logged as a deletion
+
+    def apply(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        operation: Callable[[str], str],
+        done: str,
+        log_change: bool = True,
+    ) -> HttpResponse | None:
+        """Run a service on each selected job and say, row by row, what happened.
+
+        What was done is also written to the admin's log, so each job's History page says who did it.
+        """
+        report = ActionReport()
+        for record in queryset.only("pk", "job_id"):
+            try:
+                operation(record.job_id)
+            except services.TaskNotFound:
+                report.add(
+                    messages.WARNING, f"{record.job_id}: no longer in Redis (expired or deleted); nothing to do."
+                )
+            except services.TaskStateConflict as exc:
+                report.add(messages.WARNING, f"{record.job_id}: {exc}")
+            except services.QueueUnavailable:
+                report.add(
+                    messages.ERROR,
+                    f"{record.job_id}: Redis cannot be reached; this and the remaining jobs were left alone.",
+                )
+                break
+            else:
+                report.add(messages.SUCCESS, f"{record.job_id}: {done}.")
+                if log_change:
+                    self.log_change(request, record, f"{done.capitalize()} from the admin.")
+        report.send(request)
+        return redirect_to_next(request)
+
+
+@dataclass
+class ActionReport:
+    """Per-row messages, capped so that a large selection does not bury the page."""
+
+    rows: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, level: int, text: str) -> None:
+        self.rows.append((level, text))
+
+    def send(self, request: HttpRequest) -> None:
+        for level, text in self.rows[:MAX_ROW_MESSAGES]:
+            messages.add_message(request, level, text)
+        hidden = self.rows[MAX_ROW_MESSAGES:]
+        if hidden:
+            succeeded = sum(level == messages.SUCCESS for level, _ in hidden)
+            messages.info(request, f"… and {len(hidden)} more jobs ({succeeded} done, {len(hidden) - succeeded} not).")
+
+
+def redirect_to_next(request: HttpRequest) -> HttpResponse | None:
+    """Back to the page the action came from (the job's own page), if it is ours; else the list."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return HttpResponseRedirect(target)
+    return None
+
+
+def exact_time(moment) -> str:
+    """A time to the millisecond, in the site's time zone, with the zone's name."""
+    if moment is None:
+        return "—"
+    local = timezone.localtime(moment)
+    return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d} {local:%Z}"
+
+
+def is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --- django-rq's dashboard, with a permission on every action --------------------------------------
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What one of django-rq's views needs, and which jobs its POST changes (to update the history)."""
+
+    permission: Callable[[HttpRequest], str | None]
+    changes: Callable[[HttpRequest, dict], list[str]] = lambda request, kwargs: []
+
+
+def needs(permission: str) -> Callable[[HttpRequest], str]:
+    return lambda request: permission
+
+
+def bulk_action_permission(request: HttpRequest) -> str | None:
+    """The bulk form posts its action by name; showing the confirmation needs the same right as doing it."""
+    if request.method != "POST":
+        return None
+    return BULK_ACTIONS.get(request.POST.get("action", ""))
+
+
+def the_job(request: HttpRequest, kwargs: dict) -> list[str]:
+    return [kwargs["job_id"]]
+
+
+def selected_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
+    return request.POST.getlist("job_ids")
+
+
+def queued_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
+    return get_queue_by_index(kwargs["queue_index"]).get_job_ids()
+
+
+def failed_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
+    return FailedJobRegistry(queue=get_queue_by_index(kwargs["queue_index"])).get_job_ids(cleanup=False)
+
+
+BULK_ACTIONS = {"delete": permissions.DELETE, "requeue": permissions.REQUEUE, "stop": permissions.STOP}
+
+# Every django-rq view that changes something; GET (its confirmation page) and POST alike.
+GUARDS = {
+    rq_views.delete_job: Guard(needs(permissions.DELETE), the_job),
+    rq_views.requeue_job_view: Guard(needs(permissions.REQUEUE), the_job),
+    rq_views.enqueue_job: Guard(needs(permissions.REQUEUE), the_job),
+    rq_views.stop_job: Guard(needs(permissions.STOP), the_job),
+    rq_views.clear_queue: Guard(needs(permissions.EMPTY_QUEUE), queued_jobs),
+    rq_views.requeue_all: Guard(needs(permissions.REQUEUE), failed_jobs),
+    rq_views.delete_failed_jobs: Guard(needs(permissions.DELETE), failed_jobs),
+    rq_views.confirm_action: Guard(bulk_action_permission),
+    rq_views.actions: Guard(bulk_action_permission, selected_jobs),
+}
+
+
+class GuardedDashboardAdmin(QueueAdmin):
+    """django-rq's dashboard with a permission check on each destructive view, and a canceled-jobs page.
+
+    Its JSON stats and Prometheus metrics take the RQ_API_TOKEN only in the Authorization header
+    (or a staff session): a token in the URL would end up in access logs and browser history.
+    """
+
+    def get_urls(self):
+        def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+            admin_view = self.admin_site.admin_view(self.guarded(view))
+
+            @wraps(view)
+            def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+                request.current_app = self.admin_site.name  # django-rq builds its links from this
+                return admin_view(request, *args, **kwargs)
+
+            return wrapper
+
+        return [
+            re_path(r"^stats.json/?$", stats_views.stats_json, name="django_rq_home_json"),
+            re_path(r"^stats.json/(?P<token>[^/]+)/?$", token_in_url_refused),
+            re_path(r"^metrics/?$", prometheus_metrics, name="django_rq_metrics"),
+            # Before django-rq's own patterns, where "canceled" would be taken for a job id.
+            path("queues/<int:queue_index>/canceled/", wrap(admin_views.canceled_jobs), name="django_rq_canceled_jobs"),
+            *get_admin_urlpatterns(name_prefix="django_rq_", view_wrapper=wrap),
+            *admin.ModelAdmin.get_urls(self),
+        ]
+
+    def guarded(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        guard = GUARDS.get(view)
+        if guard is None:
+            return view
+
+        @wraps(view)
+        def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            needed = guard.permission(request)
+            if needed and not request.user.has_perm(needed):
+                return admin_views.refuse(request, self.admin_site, needed)
+            changed = jobs_changed_by(guard, request, kwargs)
+            response = view(request, *args, **kwargs)
+            if changed:
+                try:
+                    history.sync_with_redis(changed)
+                except Exception:
+                    logger.exception("could not update the job history after %s", request.path)
+            return response
+
+        return checked
+
+
+def jobs_changed_by(guard: Guard, request: HttpRequest, kwargs: dict) -> list[str]:
+    """The jobs a POST is about to change, read before it runs (an emptied queue lists nothing after)."""
+    if request.method != "POST":
+        return []
+    try:
+        return guard.changes(request, kwargs)
+    except (RedisError, IndexError):
+        return []  # django-rq's view reports the problem itself
+
+
+def token_in_url_refused(request: HttpRequest, token: str) -> HttpResponse:
+    """django-rq accepts stats.json/<token>; this site does not (URLs end up in logs)."""
+    return json_error(
+        "Tokens in the URL are not accepted: send 'Authorization: Bearer <RQ_API_TOKEN>' to stats.json.",
+        401,
+        headers={"WWW-Authenticate": 'Bearer realm="django-rq"'},
+    )
+
+
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """django-rq's metrics, keeping its shared registry whole.
+
+    django-rq replaces its module-wide registry with the narrowed one when a scrape asks for
+    `?name[]=...`, so every later scrape in that process would see only those metrics.
+    """
+    full_registry = stats_views.registry
+    try:
+        return stats_views.prometheus_metrics(request)
+    finally:
+        if full_registry is not None or "name[]" in request.GET:
+            stats_views.registry = full_registry
+
+
+if admin.site.is_registered(rq_models.Dashboard):
+    admin.site.unregister(rq_models.Dashboard)
+admin.site.register(rq_models.Dashboard, GuardedDashboardAdmin)

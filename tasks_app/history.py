@@ -1,0 +1,201 @@
+"""Keep one JobRecord row per job current, whichever process changes the job.
+
+`record_status_change` receives `signals.job_status_changed` (connected in apps.py), so it runs in
+the web process on enqueue, cancel and requeue, and in the worker on start, end, failure and retry.
+Events can arrive out of order (the web's "queued" may be written after the worker's "started"),
+so every row carries the order of the event that wrote it and older events are dropped.
+"""
+
+import ipaddress
+import json
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from rq.exceptions import DeserializationError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from tasks_app import services
+from tasks_app.models import JobRecord
+from tasks_app.signals import send_status_changed
+
+logger = logging.getLogger(__name__)
+
+RESULT_MAX_CHARS = 500
+SYNC_BATCH = 500
+ENDED_STATUSES = frozenset(services.TERMINAL_STATUSES | {JobRecord.Status.DELETED})
+# Within one run of a job: waiting, then running, then ended.
+STATUS_RANKS = {"queued": 1, "scheduled": 1, "deferred": 1, "started": 2}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def record_status_change(sender: Any, job: Job, status: str, connection: Any, **kwargs: Any) -> None:
+    """Signal receiver: bring the job's history row up to date with its new status."""
+    described = services.status_of(job, status)
+    fields = row_fields(job, status, described)
+    if not save_row(job.id, fields, creation_fields(job)):
+        logger.debug("job_id=%s ignored a late %s event", job.id, status)
+
+
+def event_order(job: Job, status: str, attempt: int) -> int:
+    """Order a status event: by attempt, then by run (when the job was last enqueued), then by stage.
+
+    A requeue starts a new run (a later enqueue time) and a retry a new attempt, so a job may go
+    from failed back to queued; a late "queued" of the same run can never undo "started".
+    """
+    run = aware(job.enqueued_at or job.created_at) or EPOCH
+    micros = (run - EPOCH) // timedelta(microseconds=1)
+    return attempt * 10**17 + micros * 10 + STATUS_RANKS.get(status, 3)
+
+
+def row_fields(job: Job, status: str, described: services.TaskStatus) -> dict[str, Any]:
+    """What a row says about a job after this event."""
+    meta = job.meta or {}
+    ran = status in {"started", "finished", "failed", "stopped"}  # a canceled job never ran in this run
+    started_at = aware(job.started_at) if ran else None
+    ended_at = end_of_run(job, started_at) if status in services.TERMINAL_STATUSES else None
+    task_type = meta.get("task_type")
+    return {
+        "status": status,
+        "queue": job.origin or "",
+        "kind": str(meta.get("kind", ""))[:64],
+        "task_type": task_type if isinstance(task_type, int) and 0 <= task_type < 2**15 else None,
+        "function": function_name(job)[:255],
+        "description": (job.description or "")[:255],
+        "created_at": aware(job.created_at) or timezone.now(),
+        "enqueued_at": aware(job.enqueued_at),
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "duration": ended_at - started_at if ended_at and started_at else None,
+        "attempt": described.attempt,
+        "max_attempts": described.max_attempts,
+        "result": shorten(described.task_result) if status == "finished" else "",
+        "error": described.error or str(meta.get("last_error", "")),
+        "traceback": failure_traceback(job) if status in {"failed", "stopped"} else "",
+        "worker_name": job.worker_name or "",
+        "event_order": event_order(job, status, described.attempt),
+    }
+
+
+def end_of_run(job: Job, started_at: datetime | None) -> datetime:
+    """When this run ended: RQ's ended_at, unless it is missing or left over from an earlier attempt.
+
+    RQ sets no end for a cancel, nor for a stop or an abandoned job that RQ itself fails; a retry
+    keeps the previous attempt's. The event's own time is then the best answer.
+    """
+    ended_at = aware(job.ended_at)
+    if ended_at is None or started_at is None or ended_at < started_at:
+        return timezone.now()
+    return ended_at
+
+
+def creation_fields(job: Job) -> dict[str, Any]:
+    """Who submitted the job; written once, with the row."""
+    submitter = (job.meta or {}).get("submitted_by") or {}
+    user_id = submitter.get("user_id")
+    known_user = isinstance(user_id, int) and get_user_model().objects.filter(pk=user_id).exists()
+    return {
+        "submitted_by_id": user_id if known_user else None,
+        "submitter_username": str(submitter.get("username") or "")[:150],
+        "submitter_ip": valid_ip(submitter.get("ip")),
+    }
+
+
+def save_row(job_id: str, fields: dict[str, Any], created: dict[str, Any]) -> bool:
+    """Upsert the row unless it already holds a later event; return whether it was written.
+
+    The comparison happens inside the UPDATE, so two processes writing at once cannot interleave
+    a read and a write.
+    """
+    updated = {**fields, "updated_at": timezone.now()}
+    newer_or_same = JobRecord.objects.filter(job_id=job_id, event_order__lte=fields["event_order"])
+    if newer_or_same.update(**updated):
+        return True
+    if JobRecord.objects.filter(job_id=job_id).exists():
+        return False
+    try:
+        with transaction.atomic():
+            JobRecord.objects.create(job_id=job_id, **fields, **created)
+        return True
+    except IntegrityError:  # another process created it meanwhile
+        return bool(newer_or_same.update(**updated))
+
+
+def sync_with_redis(job_ids: Iterable[str]) -> None:
+    """Catch rows up with changes made without a signal (django-rq's pages, RQ's own cleanup).
+
+    A job whose status in Redis differs from its row is announced with the signal, so every
+    receiver (this module's included) hears of it; a job that is gone from Redis before it ended
+    is marked deleted.
+    """
+    job_ids = list(dict.fromkeys(job_ids))
+    connection = services.get_connection()
+    # In batches: an emptied queue may have held many thousands of jobs.
+    for start in range(0, len(job_ids), SYNC_BATCH):
+        batch = job_ids[start : start + SYNC_BATCH]
+        jobs = Job.fetch_many(batch, connection=connection, serializer=JSONSerializer)
+        rows = dict(JobRecord.objects.filter(job_id__in=batch).values_list("job_id", "status"))
+        mark_deleted([job_id for job_id, job in zip(batch, jobs, strict=True) if job is None])
+        for job in filter(None, jobs):
+            status = job.get_status(refresh=False)
+            if status and rows.get(job.id) != status.value:
+                send_status_changed(job, status.value, connection)
+
+
+def sync_stale_started_rows(older_than: timedelta) -> None:
+    """Re-read jobs whose row says started and has not changed for a while."""
+    cutoff = timezone.now() - older_than
+    stale = JobRecord.objects.filter(status=JobRecord.Status.STARTED, updated_at__lt=cutoff)
+    sync_with_redis(stale.values_list("job_id", flat=True)[:SYNC_BATCH])
+
+
+def mark_deleted(job_ids: Iterable[str]) -> int:
+    """Mark rows of jobs removed from Redis before they ended."""
+    unfinished = JobRecord.objects.filter(job_id__in=list(job_ids)).exclude(status__in=ENDED_STATUSES)
+    return unfinished.update(status=JobRecord.Status.DELETED, updated_at=timezone.now())
+
+
+def prune_history(older_than_days: int) -> int:
+    """Delete rows of jobs that ended more than `older_than_days` ago; return how many."""
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    old = Q(ended_at__lt=cutoff) | Q(ended_at__isnull=True, created_at__lt=cutoff)
+    deleted, _ = JobRecord.objects.filter(old, status__in=ENDED_STATUSES).delete()
+    return deleted
+
+
+def failure_traceback(job: Job) -> str:
+    """The full exception text RQ kept for the job's last failed or stopped run."""
+    result = job.latest_result()
+    return (result.exc_string if result else None) or ""
+
+
+def valid_ip(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def function_name(job: Job) -> str:
+    try:
+        return job.func_name or ""
+    except DeserializationError:
+        return ""
+
+
+def shorten(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= RESULT_MAX_CHARS else text[: RESULT_MAX_CHARS - 1] + "…"
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """RQ stores UTC; older versions gave naive datetimes."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -1,0 +1,48 @@
+"""Who may look at the queues and who may change them: permission names and the two groups.
+
+Viewing needs a staff account; the history needs `tasks_app.view_jobrecord` and django-rq's
+dashboard link `django_rq.admin`. Every action that changes a job or a queue needs its own
+permission, in our admin and on django-rq's pages alike (admin.py enforces them).
+"""
+
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
+
+REQUEUE = "tasks_app.requeue_job"
+CANCEL = "tasks_app.cancel_job"
+STOP = "tasks_app.stop_job"
+DELETE = "tasks_app.delete_job"
+EMPTY_QUEUE = "tasks_app.empty_queue"
+
+VIEWER_PERMISSIONS = ("tasks_app.view_jobrecord", "django_rq.admin")
+OPERATOR_PERMISSIONS = (*VIEWER_PERMISSIONS, REQUEUE, CANCEL, STOP, DELETE, EMPTY_QUEUE)
+
+VIEWERS_GROUP = "Queue viewers"
+OPERATORS_GROUP = "Queue operators"
+GROUPS = {VIEWERS_GROUP: VIEWER_PERMISSIONS, OPERATORS_GROUP: OPERATOR_PERMISSIONS}
+
+
+def create_queue_groups() -> list[str]:
+    """Create both groups, or add what they lack; return the permissions that do not exist yet."""
+    missing = []
+    for name, wanted in GROUPS.items():
+        found = permissions_named(wanted)
+        missing += [perm for perm in wanted if perm not in found]
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.add(*found.values())
+    return sorted(set(missing))
+
+
+def permissions_named(names: tuple[str, ...]) -> dict[str, Permission]:
+    """Look permissions up by their 'app_label.codename' names."""
+    query = Q()
+    for name in names:
+        app_label, codename = name.split(".")
+        query |= Q(content_type__app_label=app_label, codename=codename)
+    found = Permission.objects.filter(query).select_related("content_type")
+    return {f"{perm.content_type.app_label}.{perm.codename}": perm for perm in found}
+
+
+def create_queue_groups_after_migrate(sender, **kwargs) -> None:
+    """post_migrate receiver: the groups exist as soon as the database does."""
+    create_queue_groups()

@@ -1,0 +1,109 @@
+"""The admin in a real browser: pages follow jobs by themselves, without reloading."""
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import expect
+
+from tasks_app import services
+from tests.integration.conftest import real_redis, redis_port, start_worker  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+HISTORY = "/admin/tasks_app/jobrecord/"
+PASSWORD = "correct horse battery staple"
+FAST = {"enabled": True, "seconds": 2}
+
+
+@pytest.fixture
+def staff_page(live_server, browser):
+    """A signed-in staff member (a viewer: looking needs no more) whose pages refresh every 2 s."""
+    from django.contrib.auth.models import Group
+
+    from tasks_app.permissions import VIEWERS_GROUP
+
+    user = User.objects.create_user("watcher", password=PASSWORD, is_staff=True)
+    user.groups.add(Group.objects.get(name=VIEWERS_GROUP))
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(live_server.url + "/admin/login/")
+    page.evaluate(f"localStorage.setItem('taskqueue.admin.live', '{json.dumps(FAST)}')")
+    page.fill("#id_username", "watcher")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#monitoring")).to_be_visible()
+    yield page
+    context.close()
+
+
+def open_tab(page, url: str):
+    tab = page.context.new_page()
+    tab.set_default_timeout(15_000)
+    tab.goto(url)
+    tab.evaluate("window.neverReloaded = true")  # a reload would forget this
+    return tab
+
+
+def history_status(page, job_id: str):
+    return page.locator(f'#result_list tr:has(span.job-id[title="{job_id}"]) .job-status')
+
+
+def test_health_page_history_list_and_dashboard_follow_a_job_without_reloading(
+    live_server,
+    staff_page,
+    start_worker,  # noqa: F811
+):
+    job_id = services.enqueue_task(1)
+    history = open_tab(staff_page, live_server.url + HISTORY)
+    health = open_tab(staff_page, live_server.url + HISTORY + "health/")
+    dashboard = open_tab(staff_page, live_server.url + "/admin/django_rq/dashboard/")
+    expect(history_status(history, job_id)).to_have_text("queued")
+    expect(health.locator("#tile-waiting")).to_have_text("1")
+    default_queued = dashboard.locator("#results_list tbody tr").first.locator("th").nth(1)
+    expect(default_queued).to_have_text("1")
+
+    start_worker(burst=False, unit_seconds=1)
+
+    expect(history_status(history, job_id)).to_have_text("finished", timeout=20_000)
+    expect(health.locator("#tile-finished")).to_have_text("1", timeout=20_000)
+    expect(health.locator("#tile-waiting")).to_have_text("0")
+    expect(health.locator("#tile-workers")).to_have_text("1")
+    expect(health.locator("#throughput-table tbody tr td").nth(1)).to_have_text("1")
+    expect(default_queued).to_have_text("0", timeout=20_000)
+    for tab in (history, health, dashboard):
+        assert tab.evaluate("window.neverReloaded") is True
+        expect(tab.locator(".live-refresh-status")).to_contain_text("Updated")
+
+
+def test_refresh_can_be_paused_and_the_choice_is_remembered(live_server, staff_page, real_redis):  # noqa: F811
+    staff_page.goto(live_server.url + HISTORY)
+    toggle = staff_page.get_by_label("Auto-refresh")
+    expect(toggle).to_be_checked()
+    toggle.uncheck()
+    expect(staff_page.locator(".live-refresh-status")).to_have_text("Paused")
+
+    job_id = services.enqueue_task(1)
+    staff_page.wait_for_timeout(5_000)  # two refresh intervals: a running refresh would show the job
+    expect(history_status(staff_page, job_id)).to_have_count(0)
+
+    staff_page.reload()
+    expect(staff_page.get_by_label("Auto-refresh")).not_to_be_checked()  # remembered
+    expect(history_status(staff_page, job_id)).to_have_text("queued")
+
+    second = services.enqueue_task(2)
+    staff_page.get_by_label("Refresh interval").select_option("2")
+    staff_page.get_by_label("Auto-refresh").check()
+    expect(history_status(staff_page, second)).to_have_text("queued")
+
+
+def test_a_selection_holds_the_refresh_so_it_is_not_lost(live_server, staff_page, real_redis):  # noqa: F811
+    # A viewer has no actions, so no checkboxes: the search box stands for any input being edited.
+    staff_page.goto(live_server.url + HISTORY)
+    staff_page.fill("#searchbar", "half-typed")
+    staff_page.locator("h1").click()  # the box loses the focus but keeps its text
+    job_id = services.enqueue_task(1)
+    expect(staff_page.locator(".live-refresh-status")).to_contain_text("Waiting", timeout=10_000)
+    expect(staff_page.locator("#searchbar")).to_have_value("half-typed")
+    expect(history_status(staff_page, job_id)).to_have_count(0)

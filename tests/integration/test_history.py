@@ -1,0 +1,164 @@
+"""The job history row follows each job through real workers: finished, failed, canceled, stopped, killed."""
+
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from tasks_app import services
+from tasks_app.models import JobRecord
+from tests.support import jobs
+from tests.support.processes import kill_tree, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Worst case by the settings: a heartbeat just before death, then TASK_ABANDONED_AFTER_SECONDS
+# of silence, then up to TASK_ABANDONED_CHECK_SECONDS until a live worker looks.
+ABANDONED_DEADLINE_SECONDS = 30
+
+
+def row(job_id: str) -> JobRecord | None:
+    return JobRecord.objects.filter(job_id=job_id).first()
+
+
+def row_becomes(job_id: str, status: str, timeout: float = 20) -> JobRecord:
+    return wait_until(
+        lambda: (record := row(job_id)) is not None and record.status == status and record,
+        timeout,
+        f"the history row of {job_id} to become {status} (it is {getattr(row(job_id), 'status', None)})",
+        interval=0.1,
+    )
+
+
+def policy(settings, max_retries: int = 0, intervals: list[int] | None = None) -> None:
+    settings.TASK_POLICIES = {
+        "sleep": {"timeout": 600, "max_retries": max_retries, "retry_intervals": intervals or [0]}
+    }
+
+
+def test_finished_job_row_has_times_duration_result_worker_and_submitter(real_redis, start_worker):
+    submitter = {"user_id": None, "username": "", "ip": "10.1.2.3"}
+    job_id = services.enqueue_task(1, queue_name="high", submitter=submitter)
+    queued = row(job_id)
+    assert queued.status == "queued" and queued.queue == "high"
+    assert (queued.kind, queued.task_type, queued.function) == ("sleep", 1, "tasks_app.tasks.sleep_task")
+    assert queued.submitter_ip == "10.1.2.3" and queued.submitter == "anonymous (10.1.2.3)"
+
+    assert start_worker(unit_seconds=0.5).wait(timeout=30) == 0
+    done = row_becomes(job_id, "finished")
+    assert done.result == "true"
+    assert done.enqueued_at <= done.started_at <= done.ended_at
+    assert 0.4 < done.duration.total_seconds() < 10
+    assert done.duration == done.ended_at - done.started_at
+    assert done.worker_name
+    assert (done.attempt, done.error, done.traceback) == (1, "", "")
+
+
+def test_failed_job_row_has_error_and_traceback(real_redis, start_worker, settings):
+    policy(settings, max_retries=0)
+    job_id = services.enqueue_call(jobs.explode, ("the disk is full",), kind="sleep", description="explode")
+    assert start_worker().wait(timeout=30) == 0
+    failed = row_becomes(job_id, "failed")
+    assert failed.error == "ValueError: the disk is full"
+    assert "Traceback (most recent call last)" in failed.traceback and "ValueError" in failed.traceback
+    assert failed.ended_at is not None and failed.duration is not None
+    assert (failed.attempt, failed.max_attempts) == (1, 1)
+
+
+def test_retried_job_row_counts_attempts_and_keeps_the_last_error(real_redis, start_worker, settings):
+    policy(settings, max_retries=1, intervals=[0])
+    job_id = services.enqueue_call(jobs.explode, ("flaky disk",), kind="sleep", description="explode twice")
+    assert start_worker().wait(timeout=30) == 0
+    failed = row_becomes(job_id, "failed")
+    assert (failed.attempt, failed.max_attempts) == (2, 2)
+    assert failed.error == "ValueError: flaky disk"
+
+
+def test_canceled_job_row_is_canceled_and_the_job_never_runs(real_redis, start_worker, tmp_path):
+    marker = tmp_path / "ran"
+    job_id = services.enqueue_call(jobs.touch, (str(marker),), kind="sleep", description="touch")
+    assert services.cancel_task(job_id) == "canceled"
+    assert row(job_id).status == "canceled"
+    assert start_worker().wait(timeout=30) == 0
+    assert not marker.exists()
+    canceled = row(job_id)
+    assert canceled.status == "canceled" and canceled.ended_at is not None and canceled.started_at is None
+
+
+def test_stopped_job_row_is_stopped(real_redis, start_worker):
+    start_worker(burst=False, unit_seconds=20)
+    job_id = services.enqueue_task(2)
+    row_becomes(job_id, "started")
+    assert services.cancel_task(job_id) == "stopped"
+    stopped = row_becomes(job_id, "stopped")
+    assert stopped.error == "Stopped on request while running."
+
+
+def start_long_job_and_kill_its_worker(start_worker) -> tuple[str, str]:
+    """Run a long job, SIGKILL its worker and the work horse; return (job id, dead worker's name)."""
+    doomed = start_worker(burst=False, unit_seconds=30)
+    job_id = services.enqueue_task(3)
+    started = row_becomes(job_id, "started")
+    kill_tree(doomed)
+    return job_id, started.worker_name
+
+
+def test_killed_worker_job_is_failed_within_30_seconds_with_the_reason(real_redis, start_worker, settings):
+    policy(settings, max_retries=0)
+    job_id, dead_worker = start_long_job_and_kill_its_worker(start_worker)
+    killed_at = time.monotonic()
+    start_worker(burst=False)
+
+    failed = row_becomes(job_id, "failed", timeout=ABANDONED_DEADLINE_SECONDS)
+    assert time.monotonic() - killed_at < ABANDONED_DEADLINE_SECONDS
+    assert failed.error.startswith(f"Worker died: {dead_worker} ")
+    assert failed.ended_at is not None
+    job = Job.fetch(job_id, connection=real_redis.connection, serializer=JSONSerializer)
+    assert job.get_status() == "failed"
+    assert job_id in job.failed_job_registry
+    assert job.latest_result().exc_string == failed.error
+    assert services.get_task_status(job_id).error == failed.error  # the status API says why too
+
+
+def test_killed_worker_job_is_retried_when_its_policy_allows(real_redis, start_worker, settings):
+    policy(settings, max_retries=1, intervals=[0])
+    job_id, dead_worker = start_long_job_and_kill_its_worker(start_worker)
+    start_worker(burst=False, unit_seconds=30)
+
+    # The second worker requeues the job (attempt 2) and, being free, runs it.
+    retried = wait_until(
+        lambda: (record := row(job_id)) and record.attempt == 2 and record,
+        ABANDONED_DEADLINE_SECONDS,
+        "the job to be retried",
+        interval=0.1,
+    )
+    assert retried.status in {"queued", "started"}
+    assert retried.error.startswith(f"Worker died: {dead_worker} ")
+    running = row_becomes(job_id, "started")
+    assert running.worker_name != dead_worker
+    assert services.get_task_status(job_id).attempt == 2
+    services.cancel_task(job_id)  # stop the long second attempt before its worker is stopped
+    row_becomes(job_id, "stopped")
+
+
+def test_fail_abandoned_jobs_command_does_it_when_no_worker_is_left(real_redis, start_worker, settings):
+    policy(settings, max_retries=0)
+    job_id, dead_worker = start_long_job_and_kill_its_worker(start_worker)
+
+    def dry_run() -> str:
+        output = StringIO()
+        call_command("fail_abandoned_jobs", "--dry-run", stdout=output)
+        return output.getvalue()
+
+    listed = wait_until(lambda: job_id in (text := dry_run()) and text, ABANDONED_DEADLINE_SECONDS, "the dry run")
+    assert f"{job_id} (default) would become failed: Worker died: {dead_worker}" in listed
+    assert row(job_id).status == "started"  # a dry run changes nothing
+
+    output = StringIO()
+    call_command("fail_abandoned_jobs", stdout=output)
+    assert f"{job_id} (default) is now failed" in output.getvalue()
+    assert row(job_id).status == "failed"
+    assert "0 abandoned job(s)." in dry_run()

@@ -1,0 +1,249 @@
+"""What staff see: the history list (filters, search, order), the health page and its JSON, canceled jobs,
+the live refresh module, and django-rq's JSON stats and Prometheus metrics behind a header token."""
+
+import html
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.utils import timezone
+
+from tasks_app import services
+from tasks_app.models import JobRecord
+from tasks_app.permissions import VIEWERS_GROUP
+from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.django_db
+
+HISTORY = "/admin/tasks_app/jobrecord/"
+DASHBOARD = "/admin/django_rq/dashboard"
+TOKEN = "s3cret-token-for-tests"
+
+
+@pytest.fixture
+def admin_client_() -> Client:
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", password="x"))
+    return client
+
+
+def add_row(job_id: str, status: str, minutes_ago: float = 1, **fields) -> JobRecord:
+    moment = timezone.now() - timedelta(minutes=minutes_ago)
+    ended = moment if status in {"finished", "failed", "stopped", "canceled"} else None
+    defaults = {
+        "queue": "default",
+        "function": "tasks_app.tasks.sleep_task",
+        "kind": "sleep",
+        "task_type": 1,
+        "created_at": moment - timedelta(seconds=5),
+        "started_at": moment - timedelta(seconds=3) if ended else None,
+        "ended_at": ended,
+        "duration": timedelta(seconds=3) if ended else None,
+    }
+    return JobRecord.objects.create(job_id=job_id, status=status, **{**defaults, **fields})
+
+
+def listed_ids(response) -> list[str]:
+    return [record.job_id for record in response.context["cl"].result_list]
+
+
+# --- The history list -----------------------------------------------------------------------------
+
+
+def test_history_lists_newest_first_with_readable_durations(admin_client_):
+    add_row("older", "finished", minutes_ago=30, duration=timedelta(seconds=184))
+    add_row("newer", "failed", minutes_ago=2, error="ValueError: boom")
+    response = admin_client_.get(HISTORY)
+    assert response.status_code == 200
+    assert listed_ids(response) == ["newer", "older"]
+    page = response.content.decode()
+    assert "3 min 4 s" in page
+    assert "ValueError: boom" in page
+    assert 'class="job-status job-status-failed"' in page
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("status__exact=failed", ["b-failed"]),
+        ("queue__exact=high", ["c-high"]),
+        ("task_type__exact=3", ["c-high"]),
+        ("function__exact=tests.support.jobs.explode", ["b-failed"]),
+        ("q=a-fin", ["a-finished"]),  # the start of a job id
+        ("q=grace", ["b-failed"]),  # a submitter's user name
+        ("q=203.0.113.9", ["c-high"]),  # a submitter's address
+    ],
+)
+def test_history_filters_and_search(admin_client_, query, expected):
+    add_row("a-finished", "finished", submitter_username="ada")
+    add_row("b-failed", "failed", function="tests.support.jobs.explode", submitter_username="grace")
+    add_row("c-high", "queued", queue="high", task_type=3, submitter_ip="203.0.113.9")
+    assert sorted(listed_ids(admin_client_.get(f"{HISTORY}?{query}"))) == expected
+
+
+def test_history_filters_by_date(admin_client_):
+    add_row("today", "finished", minutes_ago=1)
+    add_row("last-month", "finished", minutes_ago=60 * 24 * 40)
+    today = timezone.localdate()
+    response = admin_client_.get(f"{HISTORY}?created_at__year={today.year}&created_at__month={today.month}")
+    assert "today" in listed_ids(response)
+    past_week = re.search(
+        r'href="(\?created_at__gte=[^"]+)"[^>]*>Past 7 days', admin_client_.get(HISTORY).content.decode()
+    )
+    response = admin_client_.get(HISTORY + html.unescape(past_week[1]))
+    assert listed_ids(response) == ["today"]
+
+
+def test_a_jobs_page_shows_its_traceback_and_the_actions_that_apply(admin_client_):
+    record = add_row("f1", "failed", error="ValueError: boom", traceback="Traceback (most recent call last):\n  boom")
+    page = admin_client_.get(f"{HISTORY}{record.pk}/change/").content.decode()
+    assert '<pre class="job-traceback">Traceback (most recent call last):\n  boom</pre>' in page
+    assert 'value="requeue_jobs"' in page and 'value="delete_jobs"' in page
+    assert 'value="cancel_jobs"' not in page and 'value="stop_jobs"' not in page
+
+
+def test_a_viewer_is_offered_no_actions(real_redis):  # noqa: F811
+    user = User.objects.create_user("viewer", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name=VIEWERS_GROUP))
+    client = Client()
+    client.force_login(user)
+    record = add_row("f1", "failed")
+    assert "job-action" not in client.get(f"{HISTORY}{record.pk}/change/").content.decode()
+    assert "requeue_jobs" not in client.get(HISTORY).content.decode()
+
+
+# --- Live refresh ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [HISTORY, HISTORY + "health/", f"{DASHBOARD}/", f"{DASHBOARD}/queues/0/details/", f"{DASHBOARD}/workers/0/"],
+)
+def test_list_and_dashboard_pages_load_the_live_refresh_module(admin_client_, real_redis, path):  # noqa: F811
+    assert "tasks_app/admin-live.js" in admin_client_.get(path).content.decode()
+
+
+def test_confirmation_pages_do_not_refresh_themselves(admin_client_, real_redis):  # noqa: F811
+    assert "admin-live.js" not in admin_client_.get(f"{DASHBOARD}/queues/0/empty/").content.decode()
+    assert "admin-live.js" not in admin_client_.get("/admin/password_change/").content.decode()
+
+
+# --- Queue health ---------------------------------------------------------------------------------
+
+
+def test_health_page_charts_throughput_queues_and_workers_with_their_numbers(admin_client_, real_redis):  # noqa: F811
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)  # one moment, so one minute's bar
+    for n in range(3):
+        add_row(f"done-{n}", "finished", ended_at=two_minutes_ago)
+    add_row("failed-1", "failed", ended_at=two_minutes_ago)
+    add_row("too-old", "finished", minutes_ago=90)
+    services.enqueue_task(1, queue_name="high")
+    services.enqueue_task(1, queue_name="high")
+    response = admin_client_.get(HISTORY + "health/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.count('<svg class="chart"') == 3
+    assert page.count('class="bar-finished"') == 1 and page.count('class="bar-failed"') == 1
+    assert "3 finished</title>" in page and "1 failed</title>" in page
+    assert 'id="tile-finished">3<' in page and 'id="tile-failed">1<' in page and 'id="tile-waiting">2<' in page
+    assert '<tr data-queue="high">' in page
+    assert "/admin/django_rq/dashboard/queues/0/canceled/" in page
+    assert "No worker is running" in page
+    assert "https://" not in page.split('<div id="content"', 1)[1]  # nothing to fetch from elsewhere
+
+
+def test_health_json_has_the_same_numbers(admin_client_, real_redis):  # noqa: F811
+    add_row("done", "finished", minutes_ago=0.5)
+    services.enqueue_task(1, queue_name="low")
+    body = admin_client_.get(HISTORY + "health.json").json()
+    assert body["status"] == "success"
+    data = body["data"]
+    assert len(data["minutes"]) == 60
+    assert [minute["finished"] for minute in data["minutes"]].count(1) == 1
+    assert data["totals"] == {
+        "finished_last_hour": 1,
+        "failed_last_hour": 0,
+        "jobs_waiting": 1,
+        "jobs_running": 0,
+        "workers_alive": 0,
+        "workers_busy": 0,
+    }
+    assert {queue["name"]: queue["queued"] for queue in data["queues"]} == {"default": 0, "high": 0, "low": 1}
+
+
+def test_health_page_still_shows_the_history_when_redis_is_down(admin_client_, down_redis):
+    add_row("done", "finished", minutes_ago=1)
+    page = admin_client_.get(HISTORY + "health/").content.decode()
+    assert "Redis cannot be reached" in page
+    assert 'id="tile-finished">1<' in page
+
+
+# --- Canceled jobs --------------------------------------------------------------------------------
+
+
+def test_canceled_jobs_have_a_page_linked_from_django_rqs_queue_page(admin_client_, real_redis):  # noqa: F811
+    job_id = services.enqueue_task(1)
+    services.cancel_task(job_id)
+    queue_page = admin_client_.get(f"{DASHBOARD}/queues/0/details/").content.decode()
+    assert f'href="{DASHBOARD}/queues/0/canceled/">1</a>' in queue_page
+    canceled_page = admin_client_.get(f"{DASHBOARD}/queues/0/canceled/")
+    assert canceled_page.status_code == 200
+    assert job_id in canceled_page.content.decode()
+    assert "Canceled jobs in default" in canceled_page.content.decode()
+    assert admin_client_.get(f"{DASHBOARD}/queues/9/canceled/").status_code == 404
+
+
+# --- django-rq's JSON stats and Prometheus metrics --------------------------------------------------
+
+
+@pytest.fixture
+def token(settings):
+    settings.RQ_API_TOKEN = TOKEN
+    return TOKEN
+
+
+def test_stats_json_accepts_the_token_in_the_authorization_header(real_redis, token):  # noqa: F811
+    response = Client().get(f"{DASHBOARD}/stats.json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    assert {queue["name"] for queue in response.json()["queues"]} == {"default", "high", "low"}
+
+
+def test_metrics_accept_the_token_in_the_authorization_header(real_redis, token):  # noqa: F811
+    response = Client().get(f"{DASHBOARD}/metrics/", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    assert 'rq_jobs{queue="default",status="queued"}' in response.content.decode()
+
+
+@pytest.mark.parametrize("path", ["stats.json", "metrics/"])
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Token {TOKEN}", "Bearer "])
+def test_a_missing_or_wrong_token_is_refused(real_redis, token, path, authorization):  # noqa: F811
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = Client().get(f"{DASHBOARD}/{path}", **headers)
+    assert response.status_code == 401
+    assert "queues" not in response.json()
+
+
+@pytest.mark.parametrize("path", [f"stats.json/{TOKEN}", f"stats.json/{TOKEN}/"])
+def test_a_token_in_the_url_is_refused(real_redis, token, path):  # noqa: F811
+    response = Client().get(f"{DASHBOARD}/{path}")
+    assert response.status_code == 401
+    body = response.json()
+    assert "queues" not in body and "Authorization" in body["message"]
+
+
+@pytest.mark.parametrize("path", ["stats.json", "metrics/"])
+def test_without_a_configured_token_only_staff_sessions_get_in(real_redis, settings, admin_client_, path):  # noqa: F811
+    settings.RQ_API_TOKEN = ""
+    assert Client().get(f"{DASHBOARD}/{path}", HTTP_AUTHORIZATION="Bearer ").status_code == 401
+    assert Client().get(f"{DASHBOARD}/{path}").status_code == 401
+    assert admin_client_.get(f"{DASHBOARD}/{path}").status_code == 200
+
+
+def test_asking_for_some_metrics_does_not_narrow_later_scrapes(real_redis, token):  # noqa: F811
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    Client().get(f"{DASHBOARD}/metrics/", **auth)
+    narrowed = Client().get(f"{DASHBOARD}/metrics/?name[]=rq_workers", **auth).content.decode()
+    assert "rq_jobs" not in narrowed
+    assert "rq_jobs" in Client().get(f"{DASHBOARD}/metrics/", **auth).content.decode()

@@ -1,0 +1,321 @@
+"""Every destructive admin URL, ours and django-rq's, for anonymous, read-only staff and operators.
+
+Against a real redis-server: a refused request must leave every key exactly as it was.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Group, User
+from django.core.management import CommandError, call_command
+from django.http import HttpResponse
+from django.test import Client
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from tasks_app import services
+from tasks_app.models import JobRecord
+from tasks_app.permissions import OPERATORS_GROUP, VIEWERS_GROUP
+from tasks_app.signals import send_status_changed
+from tasks_app.workers import InProcessJSONWorker
+from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
+from tests.support import jobs
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD = "/admin/django_rq/dashboard"
+HISTORY = "/admin/tasks_app/jobrecord/"
+DEFAULT = 0  # django-rq numbers queues by sorted name: default, high, low
+
+
+@dataclass
+class Jobs:
+    queued: str
+    failed: str
+    deferred: str
+    started: str  # marked as running by a worker that is not there: a stop request reaches nobody
+    connection: Redis
+
+
+@pytest.fixture
+def redis_jobs(real_redis, settings) -> Jobs:  # noqa: F811 - the imported fixture
+    """A queued job, a failed one and one deferred behind the queued one, all in `default`."""
+    settings.TASK_POLICIES = {"sleep": {"timeout": 60, "max_retries": 0, "retry_intervals": [0]}}
+    failed = services.enqueue_call(jobs.explode, ("boom",), kind="sleep", description="explode")
+    InProcessJSONWorker(["default"], connection=real_redis.connection).work(burst=True)
+    queued = services.enqueue_task(1)
+    queue = Queue("default", connection=real_redis.connection, serializer=JSONSerializer)
+    deferred = queue.enqueue("tests.support.jobs.touch", "/nonexistent", depends_on=queued).id
+    started = Job.fetch(services.enqueue_task(1, queue_name="high"), connection=real_redis.connection)
+    with real_redis.connection.pipeline() as pipeline:
+        started.prepare_for_execution("absent-worker", pipeline)
+        pipeline.execute()
+    send_status_changed(started, "started", real_redis.connection)
+    return Jobs(queued, failed, deferred, started.id, real_redis.connection)
+
+
+def staff(username: str, group: str | None = None) -> Client:
+    user = User.objects.create_user(username, password="x", is_staff=True)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def anonymous() -> Client:
+    return Client()
+
+
+@pytest.fixture
+def viewer() -> Client:
+    return staff("viewer", VIEWERS_GROUP)
+
+
+@pytest.fixture
+def operator() -> Client:
+    return staff("operator", OPERATORS_GROUP)
+
+
+def redis_state(connection) -> dict[bytes, bytes]:
+    """Every key and its serialized value: equal snapshots mean nothing changed."""
+    return {key: connection.dump(key) for key in sorted(connection.keys("*"))}
+
+
+def without_change(redis_jobs: Jobs, request: Callable[[], HttpResponse]) -> HttpResponse:
+    """Make a request and check that it left every key in Redis exactly as it was."""
+    before = redis_state(redis_jobs.connection)
+    response = request()
+    assert redis_state(redis_jobs.connection) == before
+    return response
+
+
+def assert_sent_to_login(response: HttpResponse) -> None:
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+
+
+def assert_refused(response: HttpResponse, permission: str) -> None:
+    assert response.status_code == 403
+    assert f"tasks_app.{permission}" in response.content.decode()
+
+
+def status(connection, job_id: str) -> str | None:
+    job = (
+        Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+        if connection.exists(f"rq:job:{job_id}")
+        else None
+    )
+    return job.get_status().value if job else None
+
+
+# (method, path, form data, permission, what an operator's request does to Redis)
+DJANGO_RQ_ACTIONS = [
+    ("GET", "queues/{q}/{queued}/delete/", {}, "delete_job", None),
+    ("POST", "queues/{q}/{queued}/delete/", {}, "delete_job", lambda c, j: status(c, j.queued) is None),
+    ("GET", "queues/{q}/{failed}/requeue/", {}, "requeue_job", None),
+    ("POST", "queues/{q}/{failed}/requeue/", {}, "requeue_job", lambda c, j: status(c, j.failed) == "queued"),
+    ("GET", "queues/{q}/{deferred}/enqueue/", {}, "requeue_job", None),
+    ("POST", "queues/{q}/{deferred}/enqueue/", {}, "requeue_job", lambda c, j: status(c, j.deferred) == "queued"),
+    ("POST", "queues/{q}/{queued}/stop/", {}, "stop_job", None),
+    ("GET", "queues/{q}/empty/", {}, "empty_queue", None),
+    ("POST", "queues/{q}/empty/", {}, "empty_queue", lambda c, j: status(c, j.queued) is None),
+    ("GET", "queues/{q}/requeue-all/", {}, "requeue_job", None),
+    ("POST", "queues/{q}/requeue-all/", {}, "requeue_job", lambda c, j: status(c, j.failed) == "queued"),
+    ("GET", "queues/{q}/failed/clear/", {}, "delete_job", None),
+    ("POST", "queues/{q}/failed/clear/", {}, "delete_job", lambda c, j: status(c, j.failed) is None),
+    ("POST", "queues/confirm-action/{q}/", {"action": "delete", "_selected_action": "{queued}"}, "delete_job", None),
+    ("POST", "queues/confirm-action/{q}/", {"action": "requeue", "_selected_action": "{failed}"}, "requeue_job", None),
+    ("POST", "queues/confirm-action/{q}/", {"action": "stop", "_selected_action": "{queued}"}, "stop_job", None),
+    (
+        "POST",
+        "queues/actions/{q}/",
+        {"action": "delete", "job_ids": "{queued}"},
+        "delete_job",
+        lambda c, j: status(c, j.queued) is None,
+    ),
+    (
+        "POST",
+        "queues/actions/{q}/",
+        {"action": "requeue", "job_ids": "{failed}"},
+        "requeue_job",
+        lambda c, j: status(c, j.failed) == "queued",
+    ),
+    ("POST", "queues/actions/{q}/", {"action": "stop", "job_ids": "{queued}"}, "stop_job", None),
+]
+
+
+def fill(template: str, redis_jobs: Jobs) -> str:
+    return template.format(q=DEFAULT, queued=redis_jobs.queued, failed=redis_jobs.failed, deferred=redis_jobs.deferred)
+
+
+def send(client: Client, method: str, path: str, data: dict, redis_jobs: Jobs):
+    url = f"{DASHBOARD}/{fill(path, redis_jobs)}"
+    form = {name: fill(value, redis_jobs) for name, value in data.items()}
+    return client.get(url) if method == "GET" else client.post(url, form)
+
+
+def action_id(case) -> str:
+    method, path, data, _, _ = case
+    return f"{method} {path.replace('{q}/', '')}{' ' + data['action'] if data else ''}"
+
+
+@pytest.mark.parametrize("case", DJANGO_RQ_ACTIONS, ids=action_id)
+def test_django_rq_actions_send_anonymous_users_to_the_login(case, anonymous, redis_jobs):
+    method, path, data, _, _ = case
+    assert_sent_to_login(without_change(redis_jobs, lambda: send(anonymous, method, path, data, redis_jobs)))
+
+
+@pytest.mark.parametrize("case", DJANGO_RQ_ACTIONS, ids=action_id)
+def test_django_rq_actions_refuse_read_only_staff(case, viewer, redis_jobs):
+    method, path, data, permission, _ = case
+    assert_refused(without_change(redis_jobs, lambda: send(viewer, method, path, data, redis_jobs)), permission)
+
+
+@pytest.mark.parametrize("case", DJANGO_RQ_ACTIONS, ids=action_id)
+def test_django_rq_actions_work_for_operators(case, operator, redis_jobs):
+    method, path, data, _, effect = case
+    response = send(operator, method, path, data, redis_jobs)
+    assert response.status_code in {200, 302}, response.content[:500]
+    if method == "GET" or "confirm-action" in path:
+        assert response.status_code == 200  # the confirmation page
+    if effect is not None:
+        assert effect(redis_jobs.connection, redis_jobs)
+
+
+def test_django_rq_changes_reach_the_history(operator, redis_jobs):
+    assert JobRecord.objects.get(job_id=redis_jobs.failed).status == "failed"
+    operator.post(f"{DASHBOARD}/queues/{DEFAULT}/requeue-all/")
+    assert JobRecord.objects.get(job_id=redis_jobs.failed).status == "queued"
+    operator.post(f"{DASHBOARD}/queues/{DEFAULT}/empty/")
+    assert JobRecord.objects.get(job_id=redis_jobs.queued).status == "deleted"
+
+
+def test_read_only_staff_can_look_at_django_rq_pages(viewer, redis_jobs):
+    for path in ("", f"queues/{DEFAULT}/", f"queues/{DEFAULT}/failed/", f"queues/{DEFAULT}/canceled/", "workers/0/"):
+        assert viewer.get(f"{DASHBOARD}/{path}").status_code == 200, path
+    assert viewer.get(f"{DASHBOARD}/queues/{DEFAULT}/{redis_jobs.failed}/").status_code == 200
+
+
+# --- Our own actions on the job history ------------------------------------------------------------
+
+OUR_ACTIONS = [
+    ("requeue_jobs", "requeue_job", "failed", "queued"),
+    ("cancel_jobs", "cancel_job", "queued", "canceled"),
+    ("delete_jobs", "delete_job", "failed", None),
+    ("stop_jobs", "stop_job", "started", "started"),
+]
+
+
+def run_action(client: Client, action: str, job_id: str, follow: bool = False) -> HttpResponse:
+    pk = JobRecord.objects.get(job_id=job_id).pk
+    return client.post(HISTORY, {"action": action, "index": 0, "_selected_action": [pk]}, follow=follow)
+
+
+def job_for(redis_jobs: Jobs, state: str) -> str:
+    return {"failed": redis_jobs.failed, "queued": redis_jobs.queued, "started": redis_jobs.started}[state]
+
+
+@pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
+def test_history_actions_send_anonymous_users_to_the_login(action, permission, state, after, anonymous, redis_jobs):
+    assert_sent_to_login(without_change(redis_jobs, lambda: run_action(anonymous, action, job_for(redis_jobs, state))))
+
+
+@pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
+def test_history_actions_refuse_read_only_staff(action, permission, state, after, viewer, redis_jobs):
+    job_id = job_for(redis_jobs, state)
+    assert_refused(without_change(redis_jobs, lambda: run_action(viewer, action, job_id)), permission)
+    assert JobRecord.objects.get(job_id=job_id).status == state
+
+
+@pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
+def test_history_actions_work_for_operators(action, permission, state, after, operator, redis_jobs):
+    job_id = job_for(redis_jobs, state)
+    response = run_action(operator, action, job_id, follow=True)
+    assert response.status_code == 200
+    assert status(redis_jobs.connection, job_id) == after
+    if after is None:
+        assert not JobRecord.objects.filter(job_id=job_id).exists()
+    else:
+        assert JobRecord.objects.get(job_id=job_id).status == after
+    [message] = [str(m) for m in response.context["messages"]]
+    assert message.startswith(job_id)
+    [entry] = LogEntry.objects.filter(object_repr=job_id)  # the audit trail: who did what
+    assert entry.user.username == "operator"
+    assert entry.is_deletion() if after is None else entry.get_change_message().endswith("from the admin.")
+
+
+@pytest.mark.parametrize(
+    ("action", "state", "refusal"),
+    [
+        ("requeue_jobs", "queued", "only failed, stopped or canceled tasks can be requeued"),
+        ("cancel_jobs", "started", "is running; stop it instead of canceling it"),
+        ("stop_jobs", "queued", "is queued, not running; there is nothing to stop"),
+        ("delete_jobs", "started", "is running; stop it before deleting it"),
+    ],
+)
+def test_history_actions_say_which_rows_they_left_alone_and_why(action, state, refusal, operator, redis_jobs):
+    job_id = job_for(redis_jobs, state)
+    response = without_change(redis_jobs, lambda: run_action(operator, action, job_id, follow=True))
+    [message] = list(response.context["messages"])
+    assert message.level_tag == "warning" and refusal in str(message) and str(message).startswith(job_id)
+    assert JobRecord.objects.get(job_id=job_id).status == state
+
+
+def test_staff_without_the_view_permission_cannot_see_the_history_or_health(redis_jobs):
+    client = staff("nobody")
+    assert client.get(HISTORY).status_code == 403
+    assert client.get(HISTORY + "health/").status_code == 403
+    assert client.get(HISTORY + "health.json").status_code == 403
+
+
+@pytest.mark.parametrize("path", ["", "health/", "health.json"])
+def test_history_pages_send_anonymous_users_to_the_login(anonymous, path):
+    response = anonymous.get(HISTORY + path)
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+def test_nobody_edits_adds_or_deletes_history_rows_by_hand(operator, redis_jobs):
+    record = JobRecord.objects.get(job_id=redis_jobs.failed)
+    assert operator.get(HISTORY + "add/").status_code == 403
+    assert operator.post(f"{HISTORY}{record.pk}/change/", {"status": "finished"}).status_code == 403
+    assert operator.post(f"{HISTORY}{record.pk}/delete/", {"post": "yes"}).status_code == 403
+    record.refresh_from_db()
+    assert record.status == "failed"
+
+
+def test_the_groups_exist_after_migrate_with_their_permissions():
+    viewers = set(Group.objects.get(name=VIEWERS_GROUP).permissions.values_list("codename", flat=True))
+    operators = set(Group.objects.get(name=OPERATORS_GROUP).permissions.values_list("codename", flat=True))
+    assert viewers == {"view_jobrecord", "admin"}
+    assert operators == viewers | {"requeue_job", "cancel_job", "stop_job", "delete_job", "empty_queue"}
+
+
+def test_queue_account_makes_operators_and_viewers(monkeypatch, capsys):
+    monkeypatch.setenv("DJANGO_QUEUE_ACCOUNT_PASSWORD", "a long enough passphrase")
+    call_command("queue_account", "olga", "--role", "operator", "--no-input")
+    assert "Created olga: staff, in the “Queue operators” group." in capsys.readouterr().out
+    olga = User.objects.get(username="olga")
+    assert olga.is_staff and olga.check_password("a long enough passphrase")
+    assert olga.has_perm("tasks_app.empty_queue") and olga.has_perm("tasks_app.view_jobrecord")
+
+    call_command("queue_account", "olga", "--role", "viewer", "--no-input")  # a role change keeps the password
+    olga = User.objects.get(username="olga")
+    assert list(olga.groups.values_list("name", flat=True)) == [VIEWERS_GROUP]
+    assert olga.has_perm("tasks_app.view_jobrecord") and not olga.has_perm("tasks_app.requeue_job")
+    assert olga.check_password("a long enough passphrase")
+
+
+def test_queue_account_refuses_a_new_account_without_a_good_password(monkeypatch):
+    monkeypatch.delenv("DJANGO_QUEUE_ACCOUNT_PASSWORD", raising=False)
+    with pytest.raises(CommandError, match="needs a password"):
+        call_command("queue_account", "vic", "--role", "viewer", "--no-input")
+    monkeypatch.setenv("DJANGO_QUEUE_ACCOUNT_PASSWORD", "123")
+    with pytest.raises(CommandError, match="too short"):
+        call_command("queue_account", "vic", "--role", "viewer", "--no-input")
+    assert not User.objects.filter(username="vic").exists()

@@ -1,0 +1,298 @@
+"""The job history: rows written on enqueue and kept current by the status signal, against fakeredis."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from tasks_app import history, services
+from tasks_app.models import JobRecord
+from tasks_app.signals import send_status_changed
+from tasks_app.templatetags.tasks_admin import duration
+from tasks_app.workers import InProcessJSONWorker
+from tests.support import jobs
+
+pytestmark = pytest.mark.django_db
+
+
+def row(job_id: str) -> JobRecord:
+    return JobRecord.objects.get(job_id=job_id)
+
+
+def run_worker(connection) -> None:
+    InProcessJSONWorker(["high", "default", "low"], connection=connection).work(burst=True)
+
+
+def fetch(connection, job_id: str) -> Job:
+    return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+
+
+@pytest.fixture
+def policy(settings):
+    def set_policy(max_retries: int, intervals: list[int] | None = None) -> None:
+        settings.TASK_POLICIES = {
+            "sleep": {"timeout": 60, "max_retries": max_retries, "retry_intervals": intervals or [0]}
+        }
+
+    return set_policy
+
+
+# --- Written on enqueue, with who submitted it ---------------------------------------------------
+
+
+def test_api_enqueue_writes_a_queued_row_with_the_anonymous_submitters_address(fake_redis):
+    task_id = Client(REMOTE_ADDR="192.0.2.10").post("/tasks", {"type": 2}).json()["data"]["task_id"]
+    record = row(task_id)
+    assert record.status == "queued"
+    assert (record.queue, record.kind, record.task_type, record.function) == (
+        "default",
+        "sleep",
+        2,
+        "tasks_app.tasks.sleep_task",
+    )
+    assert (record.submitted_by, record.submitter_username, record.submitter_ip) == (None, "", "192.0.2.10")
+    assert record.submitter == "anonymous (192.0.2.10)"
+    assert record.enqueued_at is not None and record.started_at is None and record.ended_at is None
+    assert (record.attempt, record.max_attempts) == (1, 3)  # the sleep policy retries twice
+
+
+def test_a_signed_in_submitter_is_linked_to_the_row(fake_redis):
+    user = User.objects.create_user("ada", password="x")
+    client = Client()
+    client.force_login(user)
+    task_id = client.post("/tasks", {"type": 1}).json()["data"]["task_id"]
+    record = row(task_id)
+    assert (record.submitted_by, record.submitter_username, record.submitter_ip) == (user, "ada", "127.0.0.1")
+
+
+def test_a_submitter_that_is_not_a_user_or_an_address_is_not_trusted(fake_redis):
+    task_id = services.enqueue_task(1, submitter={"user_id": 99999, "username": "ghost", "ip": "not an ip"})
+    record = row(task_id)
+    assert (record.submitted_by, record.submitter_username, record.submitter_ip) == (None, "ghost", None)
+
+
+# --- Kept current by the worker ------------------------------------------------------------------
+
+
+def test_the_worker_brings_the_row_to_finished(fake_redis, settings):
+    settings.TASK_UNIT_SECONDS = 0.05
+    task_id = services.enqueue_task(1)
+    run_worker(fake_redis)
+    record = row(task_id)
+    assert record.status == "finished"
+    assert record.result == "true"
+    assert record.worker_name
+    assert record.enqueued_at <= record.started_at <= record.ended_at
+    assert record.duration == record.ended_at - record.started_at
+
+
+def test_a_failure_is_recorded_with_its_message_and_traceback(fake_redis, policy):
+    policy(max_retries=0)
+    task_id = services.enqueue_call(jobs.explode, ("no space left",), kind="sleep", description="explode")
+    run_worker(fake_redis)
+    record = row(task_id)
+    assert record.status == "failed"
+    assert record.error == "ValueError: no space left"
+    assert record.traceback.startswith("Traceback") and "raise ValueError(message)" in record.traceback
+
+
+def test_a_retried_failure_keeps_the_attempts_error_while_it_waits(fake_redis, policy):
+    policy(max_retries=1, intervals=[60])  # scheduled for a minute later: the burst worker leaves it
+    task_id = services.enqueue_call(jobs.explode, ("flaky",), kind="sleep", description="explode")
+    run_worker(fake_redis)
+    record = row(task_id)
+    assert record.status == "scheduled"
+    assert (record.attempt, record.max_attempts) == (2, 2)
+    assert record.error == "ValueError: flaky"
+    assert record.started_at is None and record.ended_at is None and record.traceback == ""
+
+
+def test_a_job_canceled_between_attempts_shows_no_run_time_of_the_old_attempt(fake_redis, policy):
+    policy(max_retries=1, intervals=[60])
+    task_id = services.enqueue_call(jobs.explode, ("flaky",), kind="sleep", description="explode")
+    run_worker(fake_redis)  # attempt 1 fails; attempt 2 is scheduled
+    before_cancel = timezone.now()
+    services.cancel_task(task_id)
+    record = row(task_id)
+    assert record.status == "canceled"
+    assert record.started_at is None and record.duration is None
+    assert record.ended_at >= before_cancel
+
+
+def test_cancel_and_requeue_are_recorded(fake_redis):
+    task_id = services.enqueue_task(1)
+    services.cancel_task(task_id)
+    canceled = row(task_id)
+    assert canceled.status == "canceled" and canceled.ended_at is not None
+    services.requeue_task(task_id)
+    requeued = row(task_id)
+    assert requeued.status == "queued" and requeued.ended_at is None
+
+
+# --- Out of order ---------------------------------------------------------------------------------
+
+
+def test_late_events_never_overwrite_newer_ones(fake_redis, settings):
+    settings.TASK_UNIT_SECONDS = 0.01
+    task_id = services.enqueue_task(1)
+    as_queued = fetch(fake_redis, task_id)
+    with fake_redis.pipeline() as pipeline:
+        as_started = fetch(fake_redis, task_id)
+        as_started.prepare_for_execution("worker-1", pipeline)
+        pipeline.execute()
+    send_status_changed(as_started, "started", fake_redis)
+    send_status_changed(as_queued, "queued", fake_redis)  # the web's event, written late
+    assert row(task_id).status == "started"
+
+    run_worker(fake_redis)
+    assert row(task_id).status == "finished"
+    send_status_changed(as_started, "started", fake_redis)
+    send_status_changed(as_queued, "queued", fake_redis)
+    assert row(task_id).status == "finished"
+
+
+def test_a_worker_event_that_arrives_before_the_row_exists_creates_it(fake_redis):
+    task_id = services.enqueue_task(1, submitter={"user_id": None, "username": "", "ip": "198.51.100.4"})
+    as_queued = fetch(fake_redis, task_id)
+    JobRecord.objects.all().delete()
+    with fake_redis.pipeline() as pipeline:
+        as_started = fetch(fake_redis, task_id)
+        as_started.prepare_for_execution("worker-1", pipeline)
+        pipeline.execute()
+    send_status_changed(as_started, "started", fake_redis)
+    send_status_changed(as_queued, "queued", fake_redis)
+    record = row(task_id)
+    assert (record.status, record.worker_name, record.submitter_ip) == ("started", "worker-1", "198.51.100.4")
+
+
+def test_a_requeued_failure_is_a_new_run_that_may_go_back_to_queued(fake_redis, policy):
+    policy(max_retries=0)
+    task_id = services.enqueue_call(jobs.explode, ("once",), kind="sleep", description="explode")
+    run_worker(fake_redis)
+    failed_event = fetch(fake_redis, task_id)
+    services.requeue_task(task_id)
+    assert row(task_id).status == "queued"
+    send_status_changed(failed_event, "failed", fake_redis)  # the old run's event, replayed
+    assert row(task_id).status == "queued"
+
+
+# --- Changes made without the signal --------------------------------------------------------------
+
+
+def test_sync_catches_up_with_changes_made_behind_the_signals_back(fake_redis, policy):
+    policy(max_retries=0)
+    failed_id = services.enqueue_call(jobs.explode, ("x",), kind="sleep", description="explode")
+    run_worker(fake_redis)
+    gone_id = services.enqueue_task(1)
+    failed = fetch(fake_redis, failed_id)
+    failed.failed_job_registry.requeue(failed)  # as django-rq's requeue button does
+    fetch(fake_redis, gone_id).delete()  # as django-rq's delete button does
+
+    history.sync_with_redis([failed_id, gone_id])
+    assert row(failed_id).status == "queued"
+    assert row(gone_id).status == "deleted"
+
+
+def test_sync_goes_through_many_jobs_in_batches(fake_redis, monkeypatch):
+    monkeypatch.setattr(history, "SYNC_BATCH", 3)
+    job_ids = [services.enqueue_task(1) for _ in range(7)]
+    for job_id in job_ids[:5]:
+        fetch(fake_redis, job_id).delete()  # an emptied queue
+    history.sync_with_redis(job_ids)
+    assert [row(job_id).status for job_id in job_ids] == ["deleted"] * 5 + ["queued"] * 2
+
+
+def test_started_rows_left_behind_by_rqs_own_cleanup_are_caught_up(fake_redis):
+    task_id = services.enqueue_task(1)
+    job = fetch(fake_redis, task_id)
+    with fake_redis.pipeline() as pipeline:
+        job.prepare_for_execution("worker-1", pipeline)
+        pipeline.execute()
+    send_status_changed(job, "started", fake_redis)
+    job.set_status("failed")  # RQ's StartedJobRegistry.cleanup fails abandoned jobs silently
+    JobRecord.objects.filter(job_id=task_id).update(updated_at=timezone.now() - timedelta(minutes=5))
+
+    history.sync_stale_started_rows(timedelta(seconds=15))
+    assert row(task_id).status == "failed"
+
+
+# --- Pruning --------------------------------------------------------------------------------------
+
+
+def make_row(job_id: str, status: str, age_days: float, ended: bool = True) -> None:
+    moment = timezone.now() - timedelta(days=age_days)
+    JobRecord.objects.create(
+        job_id=job_id, status=status, queue="default", created_at=moment, ended_at=moment if ended else None
+    )
+
+
+def test_prune_deletes_ended_jobs_older_than_the_retention(settings, capsys):
+    settings.TASK_HISTORY_RETENTION_DAYS = 30
+    make_row("old-finished", "finished", 31)
+    make_row("old-failed", "failed", 45)
+    make_row("old-canceled-without-end", "canceled", 40, ended=False)
+    make_row("recent-finished", "finished", 29)
+    make_row("old-but-still-queued", "queued", 60, ended=False)
+
+    call_command("prune_job_history")
+    assert "Deleted 3 job history rows older than 30 days." in capsys.readouterr().out
+    assert set(JobRecord.objects.values_list("job_id", flat=True)) == {"recent-finished", "old-but-still-queued"}
+
+    call_command("prune_job_history", "--days", "7")
+    assert set(JobRecord.objects.values_list("job_id", flat=True)) == {"old-but-still-queued"}
+
+
+def test_retention_comes_from_the_environment():
+    from tests.test_settings import manage
+
+    result = manage("shell", "-c", "from django.conf import settings; print(settings.TASK_HISTORY_RETENTION_DAYS)")
+    assert result.stdout.strip().splitlines()[-1] == "30"
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.TASK_HISTORY_RETENTION_DAYS)",
+        TASK_HISTORY_RETENTION_DAYS="7",
+    )
+    assert result.stdout.strip().splitlines()[-1] == "7"
+
+
+# --- Readable durations ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.0004, "0 ms"),
+        (0.25, "250 ms"),
+        (0.9996, "1.0 s"),
+        (1.2, "1.2 s"),
+        (9.96, "10 s"),
+        (42.4, "42 s"),
+        (60, "1 min"),
+        (184, "3 min 4 s"),
+        (3600, "1 h"),
+        (2 * 3600 + 5 * 60 + 59, "2 h 5 min"),
+        (3 * 86400 + 4 * 3600, "3 d 4 h"),
+    ],
+)
+def test_durations_read_like_people_write_them(seconds, text):
+    assert duration(timedelta(seconds=seconds)) == text
+    assert duration(seconds) == text
+
+
+def test_no_duration_is_blank():
+    assert duration(None) == ""
+
+
+def test_abandoned_job_detection_refuses_a_timeout_shorter_than_two_heartbeats():
+    from tests.test_settings import manage
+
+    result = manage("check", WORKER_HEARTBEAT_SECONDS="5", TASK_ABANDONED_AFTER_SECONDS="10")
+    assert result.returncode != 0
+    assert "TASK_ABANDONED_AFTER_SECONDS must exceed two heartbeats" in result.stderr
+    assert manage("check", WORKER_HEARTBEAT_SECONDS="2", TASK_ABANDONED_AFTER_SECONDS="10").returncode == 0

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test lint format bench-push bench-load check-system-run check-system-test clean
+.PHONY: run test lint format bench bench-push bench-load check-system-run check-system-test clean
 
 run: $(VENV)/.runtime check-system-run
 	$(PY) manage.py migrate --noinput
@@ -26,6 +26,11 @@ lint: $(VENV)/.dev
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Throughput and latency beside raw RQ and Redis, written to bench/RESULTS.md (needs wrk).
+bench: $(VENV)/.dev check-system-test
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }
+	$(PY) bench/run.py
 
 # Push (Server-Sent Events) versus polling latency, written to bench/push_latency.md.
 bench-push: $(VENV)/.dev check-system-test

@@ -26,6 +26,7 @@ from redis import Redis
 
 from bench.counting_worker import EXECUTIONS_KEY
 from tests.support.processes import child_env, manage_py, redis_server, start_asgi_server, stop, wait_until
+from tests.support.webserver import migrated_database_env
 
 
 @dataclass
@@ -111,9 +112,8 @@ def run_load(jobs: int, clients: int, workers: int, worker_class: str, scratch: 
     report = LoadReport(jobs=jobs, clients=clients, workers=workers)
     with redis_server(scratch / "redis") as (redis_port, _):
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        env = child_env(
-            REDIS_URL=redis_url, TASKS_RATE_LIMIT="off", TASKS_MAX_QUEUE_DEPTH="0", DJANGO_LOG_LEVEL="WARNING"
-        )
+        settings = {"TASKS_RATE_LIMIT": "off", "TASKS_MAX_QUEUE_DEPTH": "0", "DJANGO_LOG_LEVEL": "WARNING"}
+        env = migrated_database_env(child_env(REDIS_URL=redis_url, **settings), scratch)
         web, base_url = start_asgi_server(env)
         port = int(base_url.rsplit(":", 1)[1])
         pool = [

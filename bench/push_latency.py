@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from playwright.sync_api import sync_playwright
 
 from tests.support.processes import PROJECT_ROOT, child_env, manage_py, redis_server, start_asgi_server, stop
+from tests.support.webserver import migrated_database_env
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
@@ -104,6 +105,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, redis_server(Path(scratch) / "redis") as (redis_port, _):
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         env = child_env(REDIS_URL=redis_url, TASK_UNIT_SECONDS="0.3", DJANGO_LOG_LEVEL="WARNING")
+        env = migrated_database_env(env, Path(scratch))
         web, base_url = start_asgi_server(env)
         worker = manage_py("rqworker", "high", "default", "low", "--verbosity=0", env=env)
         try:

@@ -30,6 +30,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from tests.support.processes import PROJECT_ROOT, child_env, manage_py, redis_server, start_asgi_server, stop
+from tests.support.webserver import production_env
 
 BENCH_DIR = PROJECT_ROOT / "bench"
 QUEUES = ("high", "default", "low")
@@ -199,15 +200,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, redis_server(Path(scratch) / "redis") as (port, _):
         url = f"redis://127.0.0.1:{port}/0"
         connection = Redis.from_url(url)
-        env = child_env(
-            REDIS_URL=url,
-            DJANGO_SETTINGS_MODULE="bench.settings",
-            DJANGO_DEBUG="false",
-            DJANGO_SECRET_KEY="bench-" + "x" * 50,
-            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-            DJANGO_LOG_LEVEL="WARNING",
-            TASKS_RATE_LIMIT="off",
-            TASKS_MAX_QUEUE_DEPTH="0",
+        env = production_env(
+            child_env(
+                REDIS_URL=url,
+                DJANGO_SETTINGS_MODULE="bench.settings",
+                DJANGO_SECURE_SSL_REDIRECT="false",  # plain HTTP on loopback
+                DJANGO_LOG_LEVEL="WARNING",
+                TASKS_RATE_LIMIT="off",
+                TASKS_MAX_QUEUE_DEPTH="0",
+            ),
+            Path(scratch),
         )
         results["redis"] = redis_benchmark(port)
         connection.flushdb()

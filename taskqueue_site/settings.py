@@ -127,9 +127,22 @@ ASGI_APPLICATION = "taskqueue_site.asgi.application"
 DATABASES = {
     "default": dj_database_url.parse(
         environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=int(env_float("DATABASE_CONN_MAX_AGE", 0)),
+        # Kept open between requests: every new task writes a history row.
+        conn_max_age=int(env_float("DATABASE_CONN_MAX_AGE", 60)),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Every web request that enqueues and every worker status change writes a history row.
+    # Write-ahead logging lets readers and the writer proceed together and skips an fsync per
+    # commit; IMMEDIATE transactions take the write lock up front, so concurrent writers wait
+    # (up to the timeout) instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

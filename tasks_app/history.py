@@ -39,6 +39,8 @@ def record_status_change(sender: Any, job: Job, status: str, connection: Any, **
     """Signal receiver: bring the job's history row up to date with its new status."""
     described = services.status_of(job, status)
     fields = row_fields(job, status, described)
+    if kwargs.get("created") and insert_row(job.id, fields, creation_fields(job)):
+        return  # a brand-new job: one INSERT, the common case on every POST /tasks
     if not save_row(job.id, fields, creation_fields(job)):
         logger.debug("job_id=%s ignored a late %s event", job.id, status)
 
@@ -105,6 +107,16 @@ def creation_fields(job: Job) -> dict[str, Any]:
         "submitter_username": str(submitter.get("username") or "")[:150],
         "submitter_ip": valid_ip(submitter.get("ip")),
     }
+
+
+def insert_row(job_id: str, fields: dict[str, Any], created: dict[str, Any]) -> bool:
+    """Insert the first row of a job; False if it exists already (then save_row decides)."""
+    try:
+        with transaction.atomic():
+            JobRecord.objects.create(job_id=job_id, **fields, **created)
+        return True
+    except IntegrityError:
+        return False
 
 
 def save_row(job_id: str, fields: dict[str, Any], created: dict[str, Any]) -> bool:

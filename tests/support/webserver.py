@@ -29,7 +29,12 @@ PRODUCTION_FLAGS = [
 
 def production_env(base: dict[str, str], directory: Path) -> dict[str, str]:
     """Production settings with a migrated SQLite database of their own in `directory`."""
-    env = {**base, **PRODUCTION_ENV, "DATABASE_URL": f"sqlite:///{directory / 'db.sqlite3'}"}
+    return migrated_database_env({**base, **PRODUCTION_ENV}, directory)
+
+
+def migrated_database_env(base: dict[str, str], directory: Path) -> dict[str, str]:
+    """`base` with DATABASE_URL pointing at a freshly migrated SQLite database in `directory`."""
+    env = {**base, "DATABASE_URL": f"sqlite:///{directory / 'db.sqlite3'}"}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the browser tests set it in this process; production never does
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],

@@ -8,6 +8,8 @@ import logging
 import math
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,6 +115,15 @@ class TaskStatus:
 _connections: dict[str, Redis] = {}
 
 
+@contextmanager
+def redis_outage_as_unavailable() -> Iterator[None]:
+    """Turn a lost or hung Redis connection into QueueUnavailable (HTTP 503) for the callers."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(str(exc)) from exc
+
+
 def get_connection(queue_name: str = DEFAULT_QUEUE) -> Redis:
     """Return this process's Redis client for a queue, built once and reused.
 
@@ -141,7 +152,7 @@ def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
     """
     rate = parse_rate(settings.TASKS_RATE_LIMIT)
     connection = get_connection(queue_name)
-    try:
+    with redis_outage_as_unavailable():
         if rate is not None:
             allowed, window = rate
             now = time.time()
@@ -155,8 +166,6 @@ def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
             depth = connection.llen(f"rq:queue:{queue_name}")
             if depth >= depth_limit:
                 raise QueueFull(queue_name, depth)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
 
 
 def enqueue_task(
@@ -214,16 +223,13 @@ def enqueue_call(
         "result_ttl": settings.TASK_RESULT_TTL,
         "failure_ttl": settings.TASK_RESULT_TTL,
     }
-    try:
-        # One round trip instead of RQ's two: the job and its place in the queue in one pipeline.
-        with queue.connection.pipeline() as pipeline:
-            if delay:
-                job = queue.enqueue_in(timedelta(seconds=delay), func, *args, pipeline=pipeline, **options)
-            else:
-                job = queue.enqueue(func, *args, pipeline=pipeline, **options)
-            pipeline.execute()
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
+    # One round trip instead of RQ's two: the job and its place in the queue in one pipeline.
+    with redis_outage_as_unavailable(), queue.connection.pipeline() as pipeline:
+        if delay:
+            job = queue.enqueue_in(timedelta(seconds=delay), func, *args, pipeline=pipeline, **options)
+        else:
+            job = queue.enqueue(func, *args, pipeline=pipeline, **options)
+        pipeline.execute()
     logger.info("enqueued job_id=%s kind=%s queue=%s delay=%s", job.id, kind, queue_name, delay)
     send_status_changed(job, job.get_status(refresh=False).value, queue.connection, created=True)
     return job.id
@@ -269,18 +275,14 @@ def confirm_email(token: str) -> tuple[str, str]:
     Raises emails.InvalidConfirmation or emails.ConfirmationExpired for links that cannot be used.
     """
     address = emails.read_token(token)
-    try:
+    with redis_outage_as_unavailable():
         return address, emails.record_confirmation(get_connection(), address)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
 
 
 def email_confirmed_at(address: str) -> str | None:
     """When an address was confirmed through its link, or None."""
-    try:
+    with redis_outage_as_unavailable():
         return emails.confirmed_at(get_connection(), address)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
 
 
 def fetch_job(task_id: str) -> Job:
@@ -304,10 +306,8 @@ def fetch_job(task_id: str) -> Job:
 def get_task_status(task_id: str) -> TaskStatus:
     """Read a job's status, progress, result and error from Redis."""
     job = fetch_job(task_id)
-    try:
+    with redis_outage_as_unavailable():
         return status_of(job)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
 
 
 def status_of(job: Job, status: str | None = None) -> TaskStatus:
@@ -447,7 +447,7 @@ class Health:
 def check_health() -> Health:
     """Count waiting jobs per queue and live workers, in two round trips to Redis."""
     connection = get_connection()
-    try:
+    with redis_outage_as_unavailable():
         with connection.pipeline(transaction=False) as pipeline:
             for name in settings.TASK_QUEUES:
                 pipeline.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
@@ -458,17 +458,13 @@ def check_health() -> Health:
             for key in worker_keys:
                 pipeline.exists(key)
             alive = sum(pipeline.execute()) if worker_keys else 0
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
     return Health(queues=dict(zip(settings.TASK_QUEUES, lengths, strict=True)), workers=alive)
 
 
 def live_workers(hostname: str | None = None) -> list[Worker]:
     """Return the workers whose heartbeat has not expired, only those on `hostname` if given."""
-    try:
+    with redis_outage_as_unavailable():
         workers = Worker.all(connection=get_connection(), serializer=JSONSerializer)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
     return [worker for worker in workers if hostname is None or worker.hostname == hostname]
 
 
@@ -481,13 +477,11 @@ def delete_task(task_id: str) -> str:
     A running job raises TaskStateConflict: stop it first. A job already gone raises TaskNotFound.
     """
     job = fetch_job(task_id)
-    try:
+    with redis_outage_as_unavailable():
         status = job.get_status(refresh=False).value
         if status == JobStatus.STARTED:
             raise TaskStateConflict(f"Task {task_id} is running; stop it before deleting it.", status)
         job.delete()
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
     logger.info("deleted job_id=%s (was %s)", task_id, status)
     return status
 

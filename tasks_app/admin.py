@@ -123,6 +123,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         action = request.POST.get("action", "") if request.method == "POST" else ""
         if action in ACTION_PERMISSIONS and action not in self.get_actions(request):
             return admin_views.refuse(request, self.admin_site, ACTION_PERMISSIONS[action])
+        record_new_jobs(request)  # list jobs enqueued a moment ago too
         return super().changelist_view(request, {"title": "Job history", **(extra_context or {})})
 
     # --- Pages ----------------------------------------------------------------------------------
@@ -450,6 +451,9 @@ class GuardedDashboardAdmin(QueueAdmin):
             if needed and not request.user.has_perm(needed):
                 return admin_views.refuse(request, self.admin_site, needed)
             changed = jobs_changed_by(guard, request, kwargs)
+            if changed:
+                # Jobs enqueued a moment ago get their rows first, so that the change reaches them.
+                record_new_jobs(request)
             response = view(request, *args, **kwargs)
             if changed:
                 try:
@@ -459,6 +463,16 @@ class GuardedDashboardAdmin(QueueAdmin):
             return response
 
         return checked
+
+
+def record_new_jobs(request: HttpRequest) -> None:
+    """Write the history rows of jobs enqueued since a worker last did (workers do it every second)."""
+    try:
+        history.record_new_jobs()
+    except services.QueueUnavailable:
+        messages.warning(request, "Redis is unreachable: jobs enqueued in the last few seconds may be missing.")
+    except Exception:
+        logger.exception("could not record new jobs in the history")
 
 
 def jobs_changed_by(guard: Guard, request: HttpRequest, kwargs: dict) -> list[str]:

@@ -1,9 +1,15 @@
 """Keep one JobRecord row per job current, whichever process changes the job.
 
+A new job's row is not written by the request that enqueues it: the database's writer lock
+would serialize every POST /tasks. The enqueue pipeline leaves the job's id in a Redis list
+instead, and `record_new_jobs` writes those rows in batches: workers call it about once a second
+(workers.py), the admin's history page before it lists (admin.py).
+
 `record_status_change` receives `signals.job_status_changed` (connected in apps.py), so it runs in
-the web process on enqueue, cancel and requeue, and in the worker on start, end, failure and retry.
-Events can arrive out of order (the web's "queued" may be written after the worker's "started"),
-so every row carries the order of the event that wrote it and older events are dropped.
+the web process on cancel and requeue, and in the worker on start, end, failure and retry; it
+creates the row itself if the batch has not yet. Events can arrive out of order (a batch may
+hold a "queued" job the worker has started since), so every row carries the order of the event
+that wrote it and older events are dropped.
 """
 
 import ipaddress
@@ -29,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 RESULT_MAX_CHARS = 500
 SYNC_BATCH = 500
+# New jobs recorded per call of record_new_jobs, at most: a worker's pause between jobs stays short.
+NEW_JOBS_BATCH = 500
+NEW_JOBS_MAX_BATCHES = 4
 ENDED_STATUSES = frozenset(services.TERMINAL_STATUSES | {JobRecord.Status.DELETED})
 # Within one run of a job: waiting, then running, then ended.
 STATUS_RANKS = {"queued": 1, "scheduled": 1, "deferred": 1, "started": 2}
@@ -37,12 +46,59 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def record_status_change(sender: Any, job: Job, status: str, connection: Any, **kwargs: Any) -> None:
     """Signal receiver: bring the job's history row up to date with its new status."""
-    described = services.status_of(job, status)
-    fields = row_fields(job, status, described)
-    if kwargs.get("created") and insert_row(job.id, fields, creation_fields(job)):
-        return  # a brand-new job: one INSERT, the common case on every POST /tasks
+    if kwargs.get("created"):
+        return  # written by record_new_jobs, in a batch
+    fields = row_fields(job, status, services.status_of(job, status))
     if not save_row(job.id, fields, creation_fields(job)):
         logger.debug("job_id=%s ignored a late %s event", job.id, status)
+
+
+def record_new_jobs() -> int:
+    """Write the rows of jobs enqueued since the last call, a few batches at most; return how many.
+
+    Each batch is one LPOP, one read of the jobs and one INSERT; ids whose rows cannot be
+    written (a database error) go back to the list for the next call.
+    """
+    recorded = 0
+    for _ in range(NEW_JOBS_MAX_BATCHES):
+        job_ids = services.take_new_job_ids(NEW_JOBS_BATCH)
+        if not job_ids:
+            break
+        try:
+            recorded += insert_new_rows(job_ids)
+        except Exception:
+            services.give_back_new_job_ids(job_ids)
+            raise
+        if len(job_ids) < NEW_JOBS_BATCH:
+            break
+    return recorded
+
+
+def insert_new_rows(job_ids: list[str]) -> int:
+    """Insert the rows of jobs that have none yet, as their status is now; return how many.
+
+    A job gone from Redis meanwhile (deleted, or expired) gets no row. A job that already has one
+    was changed since (started, canceled): its later event wrote the row.
+    """
+    jobs = Job.fetch_many(job_ids, connection=services.get_connection(), serializer=JSONSerializer)
+    existing = set(JobRecord.objects.filter(job_id__in=job_ids).values_list("job_id", flat=True))
+    jobs = [job for job in jobs if job is not None and job.id not in existing]
+    user_ids = {submitter_of(job).get("user_id") for job in jobs}
+    known_users = set(
+        get_user_model()
+        .objects.filter(pk__in=[pk for pk in user_ids if isinstance(pk, int)])
+        .values_list("pk", flat=True)
+    )
+    rows = []
+    for job in jobs:
+        status = job.get_status(refresh=False)
+        if status is None:
+            continue
+        fields = row_fields(job, status.value, services.status_of(job, status.value))
+        rows.append(JobRecord(job_id=job.id, **fields, **creation_fields(job, known_users)))
+    # ignore_conflicts: a worker may create a row between the read above and this INSERT.
+    JobRecord.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
 
 
 def event_order(job: Job, status: str, attempt: int) -> int:
@@ -97,26 +153,26 @@ def end_of_run(job: Job, started_at: datetime | None) -> datetime:
     return ended_at
 
 
-def creation_fields(job: Job) -> dict[str, Any]:
-    """Who submitted the job; written once, with the row."""
-    submitter = (job.meta or {}).get("submitted_by") or {}
+def submitter_of(job: Job) -> dict[str, Any]:
+    submitter = (job.meta or {}).get("submitted_by")
+    return submitter if isinstance(submitter, dict) else {}
+
+
+def creation_fields(job: Job, known_users: set[int] | None = None) -> dict[str, Any]:
+    """Who submitted the job; written once, with the row. `known_users`: user ids known to exist."""
+    submitter = submitter_of(job)
     user_id = submitter.get("user_id")
-    known_user = isinstance(user_id, int) and get_user_model().objects.filter(pk=user_id).exists()
+    if not isinstance(user_id, int):
+        known_user = False
+    elif known_users is not None:
+        known_user = user_id in known_users
+    else:
+        known_user = get_user_model().objects.filter(pk=user_id).exists()
     return {
         "submitted_by_id": user_id if known_user else None,
         "submitter_username": str(submitter.get("username") or "")[:150],
         "submitter_ip": valid_ip(submitter.get("ip")),
     }
-
-
-def insert_row(job_id: str, fields: dict[str, Any], created: dict[str, Any]) -> bool:
-    """Insert the first row of a job; False if it exists already (then save_row decides)."""
-    try:
-        with transaction.atomic():
-            JobRecord.objects.create(job_id=job_id, **fields, **created)
-        return True
-    except IntegrityError:
-        return False
 
 
 def save_row(job_id: str, fields: dict[str, Any], created: dict[str, Any]) -> bool:

@@ -4,6 +4,7 @@ Views call these functions and turn their exceptions into HTTP answers; nothing 
 the app builds queues or fetches jobs.
 """
 
+import contextlib
 import logging
 import math
 import re
@@ -49,6 +50,11 @@ MAX_DELAY_SECONDS = 7 * 24 * 3600
 # RQ makes ids with uuid4(); anything outside this alphabet cannot be one of ours and is
 # refused before it reaches Redis (no key games with ':' or '*', no path tricks).
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# Ids of jobs enqueued here whose job-history row is not written yet. Each id is pushed in the
+# pipeline that writes the job (so a job and its id are stored together or not at all) and the
+# rows are written in batches by history.record_new_jobs, off the request.
+NEW_JOBS_KEY = "taskqueue:history:new"
 
 
 class QueueUnavailable(Exception):
@@ -109,10 +115,12 @@ class TaskStatus:
         return self.task_status in TERMINAL_STATUSES
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow: dataclasses.asdict deep-copies the result, for nothing, on every status request.
+        return dict(vars(self))
 
 
 _connections: dict[str, Redis] = {}
+_queues: dict[tuple[str, int], Queue] = {}
 
 
 @contextmanager
@@ -138,6 +146,20 @@ def get_connection(queue_name: str = DEFAULT_QUEUE) -> Redis:
         connection = build_connection(config)
         _connections[key] = connection
     return connection
+
+
+def get_queue(queue_name: str) -> Queue:
+    """Return this process's django-rq queue object for a name, built once per Redis client.
+
+    django_rq.get_queue() resolves the queue's settings and serializer on every call, a tenth of
+    the time of a whole POST /tasks. The cached queue holds its client, so a key stays unique.
+    """
+    connection = get_connection(queue_name)
+    key = (queue_name, id(connection))
+    queue = _queues.get(key)
+    if queue is None:
+        queue = _queues[key] = django_rq.get_queue(queue_name, connection=connection)
+    return queue
 
 
 def task_policy(kind: str) -> dict[str, Any]:
@@ -208,7 +230,7 @@ def enqueue_call(
         raise ValueError(f"delay must be between 0 and {MAX_DELAY_SECONDS} seconds")
     policy = task_policy(kind)
     retry = Retry(max=policy["max_retries"], interval=policy["retry_intervals"]) if policy["max_retries"] else None
-    queue = django_rq.get_queue(queue_name, connection=get_connection(queue_name))
+    queue = get_queue(queue_name)
     options = {
         "description": description,
         "meta": {
@@ -229,6 +251,7 @@ def enqueue_call(
             job = queue.enqueue_in(timedelta(seconds=delay), func, *args, pipeline=pipeline, **options)
         else:
             job = queue.enqueue(func, *args, pipeline=pipeline, **options)
+        pipeline.rpush(NEW_JOBS_KEY, job.id)
         pipeline.execute()
     logger.info("enqueued job_id=%s kind=%s queue=%s delay=%s", job.id, kind, queue_name, delay)
     send_status_changed(job, job.get_status(refresh=False).value, queue.connection, created=True)
@@ -285,6 +308,20 @@ def email_confirmed_at(address: str) -> str | None:
         return emails.confirmed_at(get_connection(), address)
 
 
+def take_new_job_ids(limit: int) -> list[str]:
+    """Remove and return up to `limit` of the oldest ids in NEW_JOBS_KEY (one atomic LPOP)."""
+    with redis_outage_as_unavailable():
+        ids = get_connection().lpop(NEW_JOBS_KEY, limit) or []
+    return [job_id.decode() for job_id in ids]
+
+
+def give_back_new_job_ids(job_ids: list[str]) -> None:
+    """Put ids taken by take_new_job_ids back, for the next batch, when their rows could not be written."""
+    if job_ids:
+        with redis_outage_as_unavailable():
+            get_connection().lpush(NEW_JOBS_KEY, *reversed(job_ids))
+
+
 def fetch_job(task_id: str) -> Job:
     """Fetch one of our jobs, refusing ids that cannot be ours and payloads that are not JSON."""
     if not TASK_ID_PATTERN.match(task_id):
@@ -321,7 +358,9 @@ def status_of(job: Job, status: str | None = None) -> TaskStatus:
     scheduled_for = None
     if status == JobStatus.SCHEDULED:
         registry = ScheduledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)
-        scheduled_for = iso_utc(registry.get_scheduled_time(job.id))
+        # The scheduler may have moved the job to its queue since its status was read.
+        with contextlib.suppress(NoSuchJobError):
+            scheduled_for = iso_utc(registry.get_scheduled_time(job.id))
     return TaskStatus(
         task_id=job.id,
         task_status=status,

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 # asking the sentinels anew: more than a Sentinel failover takes (see tests/integration/test_sentinel.py).
 REDIS_OUTAGE_RETRIES = 18
 REDIS_OUTAGE_MAX_WAIT_SECONDS = 2.0
+# How often a worker writes the history rows of newly enqueued jobs (history.record_new_jobs).
+NEW_JOBS_RECORD_SECONDS = 1.0
 
 
 def outage_retry() -> RedisRetry:
@@ -73,7 +75,7 @@ class ReportingJSONMixin:
         }.values():
             connection.set_retry(outage_retry())
 
-        self.next_abandoned_check = 0.0
+        self.next_abandoned_check = self.next_new_jobs_record = 0.0
         self.last_beat = self.in_touch_since = time.monotonic()
 
     def _start_scheduler(self, *args, **kwargs) -> None:
@@ -112,33 +114,48 @@ class ReportingJSONMixin:
     def heartbeat(self, timeout=None, pipeline=None) -> None:
         super().heartbeat(timeout, pipeline=pipeline)
         if pipeline is None and not self.is_horse:
-            self.look_for_abandoned_jobs()
+            self.keep_books()
 
-    def look_for_abandoned_jobs(self) -> None:
-        """Every few seconds, fail or retry jobs whose worker died (one worker at a time does it).
+    def keep_books(self) -> None:
+        """After a heartbeat (before each job, and every few seconds when idle or busy).
 
-        Called after each heartbeat. Only a worker that has itself been in touch with Redis for a
-        while judges the others: after a Redis outage every worker's heartbeat is old, and the
-        busy ones need a moment to send the next.
+        Records newly enqueued jobs in the history about once a second, and every few seconds
+        fails or retries jobs whose worker died (one worker at a time does that). Only a worker
+        that has itself been in touch with Redis for a while judges the others: after a Redis
+        outage every worker's heartbeat is old, and the busy ones need a moment to send the next.
         """
         moment = time.monotonic()
         if moment - self.last_beat > 2 * max(settings.WORKER_HEARTBEAT_SECONDS, settings.TASK_ABANDONED_CHECK_SECONDS):
             self.in_touch_since = moment
         self.last_beat = moment
-        if moment < self.next_abandoned_check or moment - self.in_touch_since < settings.TASK_ABANDONED_AFTER_SECONDS:
+        record_new_jobs = moment >= self.next_new_jobs_record
+        look_for_abandoned = (
+            moment >= self.next_abandoned_check
+            and moment - self.in_touch_since >= settings.TASK_ABANDONED_AFTER_SECONDS
+        )
+        if not (record_new_jobs or look_for_abandoned):
             return
-        self.next_abandoned_check = moment + settings.TASK_ABANDONED_CHECK_SECONDS
-        from tasks_app import abandoned
+        if record_new_jobs:
+            self.next_new_jobs_record = moment + NEW_JOBS_RECORD_SECONDS
+        if look_for_abandoned:
+            self.next_abandoned_check = moment + settings.TASK_ABANDONED_CHECK_SECONDS
+        from tasks_app import abandoned, history
 
+        # Never let bookkeeping take the worker down; the next round tries again.
         try:
             # Between jobs, like Django between requests: drop a broken or expired database connection.
             # Not inside a transaction, as when a test runs an in-process worker.
             if not any(connection.in_atomic_block for connection in connections.all()):
                 close_old_connections()
-            abandoned.check_periodically(self.connection, self.name)
+            if record_new_jobs:
+                history.record_new_jobs()
         except Exception:
-            # Never let bookkeeping take the worker down; the next round tries again.
-            logger.exception("worker=%s could not check for abandoned jobs", self.name)
+            logger.exception("worker=%s could not record new jobs in the history", self.name)
+        if look_for_abandoned:
+            try:
+                abandoned.check_periodically(self.connection, self.name)
+            except Exception:
+                logger.exception("worker=%s could not check for abandoned jobs", self.name)
 
 
 class JSONWorker(ReportingJSONMixin, Worker):
@@ -152,7 +169,7 @@ class JSONWorker(ReportingJSONMixin, Worker):
 
     def maintain_heartbeats(self, job) -> None:
         super().maintain_heartbeats(job)
-        self.look_for_abandoned_jobs()  # busy workers look too
+        self.keep_books()  # busy workers too
 
     def fork_work_horse(self, job, queue) -> None:
         # A database connection must not be shared by two processes: each side opens its own.

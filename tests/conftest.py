@@ -30,6 +30,15 @@ def down_redis(settings, monkeypatch):
     return url
 
 
+@pytest.fixture(autouse=True)
+def no_redis_unless_asked(down_redis):
+    """No test reaches a Redis server it did not start, such as a developer's own on port 6379.
+
+    Unless a test asks for fake_redis or real_redis (which override this), the queues point at a
+    loopback port where nothing listens.
+    """
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
     """Keep a SQLite test database in a file, not in memory, so that workers the tests start share it."""

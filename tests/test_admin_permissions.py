@@ -17,7 +17,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from tasks_app import services
+from tasks_app import history, services
 from tasks_app.models import JobRecord
 from tasks_app.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from tasks_app.signals import send_status_changed
@@ -55,6 +55,7 @@ def redis_jobs(real_redis, settings) -> Jobs:  # noqa: F811 - the imported fixtu
         started.prepare_for_execution("absent-worker", pipeline)
         pipeline.execute()
     send_status_changed(started, "started", real_redis.connection)
+    history.record_new_jobs()  # as a worker does within a second
     return Jobs(queued, failed, deferred, started.id, real_redis.connection)
 
 

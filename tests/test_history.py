@@ -42,11 +42,14 @@ def policy(settings):
     return set_policy
 
 
-# --- Written on enqueue, with who submitted it ---------------------------------------------------
+# --- Written in batches after enqueue, with who submitted it -------------------------------------
 
 
-def test_api_enqueue_writes_a_queued_row_with_the_anonymous_submitters_address(fake_redis):
+def test_api_enqueue_leaves_the_row_to_a_batch_that_records_it_queued_with_the_submitters_address(fake_redis):
     task_id = Client(REMOTE_ADDR="192.0.2.10").post("/tasks", {"type": 2}).json()["data"]["task_id"]
+    assert not JobRecord.objects.filter(job_id=task_id).exists()  # no database write on the request
+    assert history.record_new_jobs() == 1
+    assert history.record_new_jobs() == 0  # each job once
     record = row(task_id)
     assert record.status == "queued"
     assert (record.queue, record.kind, record.task_type, record.function) == (
@@ -66,14 +69,53 @@ def test_a_signed_in_submitter_is_linked_to_the_row(fake_redis):
     client = Client()
     client.force_login(user)
     task_id = client.post("/tasks", {"type": 1}).json()["data"]["task_id"]
+    history.record_new_jobs()
     record = row(task_id)
     assert (record.submitted_by, record.submitter_username, record.submitter_ip) == (user, "ada", "127.0.0.1")
 
 
 def test_a_submitter_that_is_not_a_user_or_an_address_is_not_trusted(fake_redis):
     task_id = services.enqueue_task(1, submitter={"user_id": 99999, "username": "ghost", "ip": "not an ip"})
+    history.record_new_jobs()
     record = row(task_id)
     assert (record.submitted_by, record.submitter_username, record.submitter_ip) == (None, "ghost", None)
+
+
+def test_a_batch_records_jobs_as_they_are_now_and_skips_those_already_recorded_or_gone(fake_redis, monkeypatch):
+    monkeypatch.setattr(history, "NEW_JOBS_BATCH", 2)
+    waiting, canceled, gone, *more = [services.enqueue_task(1) for _ in range(6)]
+    delayed = services.enqueue_task(1, delay=60)
+    services.cancel_task(canceled)  # its event wrote the row already
+    fetch(fake_redis, gone).delete()
+
+    assert history.record_new_jobs() == 5  # waiting, the three more and the delayed one, two at a time
+    assert row(waiting).status == "queued" and row(delayed).status == "scheduled"
+    assert [row(job_id).status for job_id in more] == ["queued"] * 3
+    assert row(canceled).status == "canceled"
+    assert not JobRecord.objects.filter(job_id=gone).exists()
+
+
+def test_rows_that_cannot_be_written_are_kept_for_the_next_batch(fake_redis, monkeypatch):
+    task_id = services.enqueue_task(1)
+    with monkeypatch.context() as patched:
+        patched.setattr(JobRecord.objects, "bulk_create", lambda *args, **kwargs: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            history.record_new_jobs()
+    assert not JobRecord.objects.filter(job_id=task_id).exists()
+    assert history.record_new_jobs() == 1
+    assert row(task_id).status == "queued"
+
+
+def test_a_worker_records_new_jobs_before_it_runs_them(fake_redis, settings):
+    settings.TASK_UNIT_SECONDS = 0.01
+    task_id = services.enqueue_task(0)
+    recorded = []
+    original = history.record_new_jobs
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(history, "record_new_jobs", lambda: recorded.append(original()) or recorded[-1])
+        run_worker(fake_redis)
+    assert recorded[0] == 1
+    assert row(task_id).status == "finished"
 
 
 # --- Kept current by the worker ------------------------------------------------------------------
@@ -189,6 +231,7 @@ def test_sync_catches_up_with_changes_made_behind_the_signals_back(fake_redis, p
     failed_id = services.enqueue_call(jobs.explode, ("x",), kind="sleep", description="explode")
     run_worker(fake_redis)
     gone_id = services.enqueue_task(1)
+    history.record_new_jobs()
     failed = fetch(fake_redis, failed_id)
     failed.failed_job_registry.requeue(failed)  # as django-rq's requeue button does
     fetch(fake_redis, gone_id).delete()  # as django-rq's delete button does
@@ -201,6 +244,7 @@ def test_sync_catches_up_with_changes_made_behind_the_signals_back(fake_redis, p
 def test_sync_goes_through_many_jobs_in_batches(fake_redis, monkeypatch):
     monkeypatch.setattr(history, "SYNC_BATCH", 3)
     job_ids = [services.enqueue_task(1) for _ in range(7)]
+    history.record_new_jobs()
     for job_id in job_ids[:5]:
         fetch(fake_redis, job_id).delete()  # an emptied queue
     history.sync_with_redis(job_ids)

@@ -45,6 +45,15 @@ def test_delay_schedules_and_queue_picks_the_queue(fake_redis):
     assert task_id in ScheduledJobRegistry("low", connection=fake_redis).get_job_ids()
 
 
+def test_a_scheduled_job_moved_to_its_queue_while_being_read_is_reported_not_a_500(fake_redis):
+    # The job's hash still says scheduled, but the scheduler has just taken it out of the registry.
+    task_id = post({"type": 2, "delay": 30}).json()["data"]["task_id"]
+    ScheduledJobRegistry("default", connection=fake_redis).remove(task_id)
+    response = Client().get(f"/tasks/{task_id}")
+    assert response.status_code == 200
+    assert (response.json()["data"]["task_status"], response.json()["data"]["scheduled_for"]) == ("scheduled", None)
+
+
 def test_form_fields_reach_the_queue(fake_redis):
     response = Client().post("/tasks", {"type": "1", "queue": "high", "delay": ""})
     task_id = response.json()["data"]["task_id"]

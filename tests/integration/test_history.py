@@ -8,7 +8,7 @@ from django.core.management import call_command
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from tasks_app import services
+from tasks_app import history, services
 from tasks_app.models import JobRecord
 from tests.support import jobs
 from tests.support.processes import kill_tree, wait_until
@@ -42,6 +42,7 @@ def policy(settings, max_retries: int = 0, intervals: list[int] | None = None) -
 def test_finished_job_row_has_times_duration_result_worker_and_submitter(real_redis, start_worker):
     submitter = {"user_id": None, "username": "", "ip": "10.1.2.3"}
     job_id = services.enqueue_task(1, queue_name="high", submitter=submitter)
+    history.record_new_jobs()  # what a worker does before its next job
     queued = row(job_id)
     assert queued.status == "queued" and queued.queue == "high"
     assert (queued.kind, queued.task_type, queued.function) == ("sleep", 1, "tasks_app.tasks.sleep_task")
@@ -55,6 +56,13 @@ def test_finished_job_row_has_times_duration_result_worker_and_submitter(real_re
     assert done.duration == done.ended_at - done.started_at
     assert done.worker_name
     assert (done.attempt, done.error, done.traceback) == (1, "", "")
+
+
+def test_an_idle_worker_records_new_jobs_within_a_second_or_so(real_redis, start_worker):
+    start_worker(burst=False)
+    wait_until(lambda: services.live_workers(), 20, "the worker to register")
+    job_id = services.enqueue_task(1, delay=300)  # waits in the scheduled registry, never runs here
+    row_becomes(job_id, "scheduled", timeout=10)
 
 
 def test_failed_job_row_has_error_and_traceback(real_redis, start_worker, settings):

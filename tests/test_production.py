@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from taskqueue_site.logs import JSONFormatter
+from tests.support.images import noisy_png, png
 from tests.support.processes import PROJECT_ROOT, child_env, redis_server, wait_until
 from tests.support.webserver import production_env, uvicorn_server
 
@@ -39,6 +40,7 @@ def site(tmp_path_factory):
             DJANGO_SUPERUSER_USERNAME="admin",
             DJANGO_SUPERUSER_EMAIL="admin@example.com",
             DJANGO_SUPERUSER_PASSWORD="a-long-admin-password-for-tests",
+            THUMBNAIL_MAX_UPLOAD_BYTES="300000",
         )
         env.pop("DJANGO_LOG_FORMAT", None)
         env = production_env(env, directory)
@@ -133,6 +135,47 @@ def test_static_files_are_served_by_the_app_server_with_long_caching(site):
     assert "immutable" in response.headers["Cache-Control"]
 
     assert fetch(site, "/static/tasks_app/no-such-file.css", HTTPS).status == 404
+
+
+# --- Requests through the server's bridge to Django (taskqueue_site/asgi.py) --------------------
+
+
+def multipart(fields: dict[str, str], image: bytes) -> tuple[bytes, str]:
+    boundary = "----taskqueue-test-boundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    )
+    body = "".join(parts).encode() + head.encode() + image + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_an_image_upload_is_accepted_and_one_over_the_limit_refused_with_its_reason(site):
+    body, content_type = multipart({"type": "thumbnail"}, png())
+    response = fetch(site, "/tasks", {**HTTPS, "Content-Type": content_type}, body)
+    assert response.status == 202, response.read()
+
+    # Read and dropped by Django's upload handler; then so large that the server does not read it.
+    for too_large in (noisy_png((700, 700)), noisy_png((700, 700)) + bytes(3 * 1024 * 1024)):
+        assert len(too_large) > 300_000
+        body, content_type = multipart({"type": "thumbnail"}, too_large)
+        response = fetch(site, "/tasks", {**HTTPS, "Content-Type": content_type}, body)
+        assert response.status == 413
+        assert json.loads(response.read())["message"] == "The file is larger than the upload limit of 293 KiB."
+
+
+def test_head_answers_with_the_headers_of_get_and_no_body(site):
+    created = fetch(site, "/tasks", {**HTTPS, "Content-Type": "application/json"}, b'{"type": 1}')
+    status_path = "/tasks/" + json.loads(created.read())["data"]["task_id"]
+    request = urllib.request.Request(site.url + status_path, headers=HTTPS, method="HEAD")
+    response = site.opener.open(request, timeout=10)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.read() == b""
 
 
 # --- Logs --------------------------------------------------------------------------------------

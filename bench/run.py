@@ -42,6 +42,7 @@ class HttpResult:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    cpu_ms: float = 0.0  # CPU time the web server spent per request (all its processes)
 
 
 def median(values):
@@ -66,13 +67,18 @@ def latency_ms(output: str, quantile: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
 
-def http_runs(url: str, clients: int, seconds: int, repeats: int, script: Path | None = None) -> HttpResult:
+def http_runs(
+    url: str, clients: int, seconds: int, repeats: int, server_pid: int, script: Path | None = None
+) -> HttpResult:
+    cpu_before = tree_cpu_seconds(server_pid)
     runs = [wrk(url, clients, seconds, script) for _ in range(repeats)]
+    requests = sum(run.rps * seconds for run in runs)
     return HttpResult(
         median([run.rps for run in runs]),
         median([run.p50_ms for run in runs]),
         median([run.p99_ms for run in runs]),
         sum(run.non_2xx for run in runs),
+        (tree_cpu_seconds(server_pid) - cpu_before) * 1000 / requests,
     )
 
 
@@ -98,18 +104,22 @@ def redis_benchmark(port: int) -> dict[str, float]:
     return rates
 
 
-def raw_enqueue_rate(connection: Redis, seconds: float, repeats: int) -> float:
-    """RQ's Queue.enqueue from this one process, no HTTP: the ceiling for POST /tasks."""
+def raw_enqueue_rate(connection: Redis, seconds: float, repeats: int) -> tuple[float, float]:
+    """RQ's Queue.enqueue from this one process, no HTTP: the ceiling for POST /tasks.
+
+    Returns jobs per second and the CPU time (ms) this process spent per job.
+    """
     queue = Queue("default", connection=connection, serializer=JSONSerializer)
-    rates = []
+    rates, cpu_ms = [], []
     for _ in range(repeats):
-        count, started = 0, time.perf_counter()
+        count, started, cpu_started = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - started < seconds:
             queue.enqueue("tasks_app.tasks.sleep_task", 0)
             count += 1
         rates.append(count / (time.perf_counter() - started))
+        cpu_ms.append((time.process_time() - cpu_started) * 1000 / count)
         connection.flushdb()
-    return median(rates)
+    return median(rates), median(cpu_ms)
 
 
 def worker_rate(env: dict, connection: Redis, jobs: int, command: list[str]) -> tuple[float, float]:
@@ -177,6 +187,18 @@ def tree_rss_mib(pid: int) -> float:
     return total / 1024
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) used so far by a process and its descendants."""
+    ticks = 0
+    for process in [pid, *descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (proc(5), counted after the name)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid: int) -> list[int]:
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -213,21 +235,23 @@ def main() -> None:
         )
         results["redis"] = redis_benchmark(port)
         connection.flushdb()
-        results["raw_enqueue"] = raw_enqueue_rate(connection, args.seconds, args.repeats)
+        results["raw_enqueue"], results["raw_enqueue_cpu_ms"] = raw_enqueue_rate(connection, args.seconds, args.repeats)
 
         web, base_url = start_asgi_server(env, None, "--workers", str(args.web_workers), "--log-level", "warning")
         try:
             time.sleep(1)
             results["web_rss_idle"] = tree_rss_mib(web.pid)
             results["post"] = {
-                clients: http_runs(f"{base_url}/tasks", clients, args.seconds, args.repeats, BENCH_DIR / "post.lua")
+                clients: http_runs(
+                    f"{base_url}/tasks", clients, args.seconds, args.repeats, web.pid, BENCH_DIR / "post.lua"
+                )
                 for clients in (1, 16, 64)
             }
             results["web_rss_load"] = tree_rss_mib(web.pid)
             connection.flushdb()
             task_id = Queue("default", connection=connection, serializer=JSONSerializer).enqueue("bench.jobs.noop").id
-            results["get"] = http_runs(f"{base_url}/tasks/{task_id}", 16, args.seconds, args.repeats)
-            results["bare"] = http_runs(f"{base_url}/bench/bare", 16, args.seconds, args.repeats)
+            results["get"] = http_runs(f"{base_url}/tasks/{task_id}", 16, args.seconds, args.repeats, web.pid)
+            results["bare"] = http_runs(f"{base_url}/bench/bare", 16, args.seconds, args.repeats, web.pid)
         finally:
             stop(web)
         connection.flushdb()
@@ -277,24 +301,27 @@ def render(results: dict, args) -> str:
             f"| redis-benchmark `{name.upper()}` (16 clients) | {rate:,.0f} req/s |"
             for name, rate in results["redis"].items()
         ],
-        f"| raw RQ `Queue.enqueue`, one Python process, no HTTP | {raw:,.0f} jobs/s |",
+        f"| raw RQ `Queue.enqueue`, one Python process, no HTTP | {raw:,.0f} jobs/s "
+        f"({results['raw_enqueue_cpu_ms']:.2f} ms of CPU a job) |",
         "",
         "## HTTP",
         "",
-        "| endpoint | clients | req/s | p50 ms | p99 ms | non-2xx | ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "CPU ms/req: CPU time the web server's processes spent per request, measured from /proc.",
+        "",
+        "| endpoint | clients | req/s | p50 ms | p99 ms | non-2xx | CPU ms/req | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for clients, result in results["post"].items():
         lines.append(
             f"| `POST /tasks` | {clients} | {result.rps:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | "
-            f"{result.non_2xx} | {result.rps / raw:.2f}x raw enqueue |"
+            f"{result.non_2xx} | {result.cpu_ms:.2f} | {result.rps / raw:.2f}x raw enqueue |"
         )
     get, bare = results["get"], results["bare"]
     lines += [
         f"| `GET /tasks/<id>` | 16 | {get.rps:,.0f} | {get.p50_ms:.2f} | {get.p99_ms:.2f} | {get.non_2xx} | "
-        f"{get.rps / bare.rps:.2f}x bare view |",
+        f"{get.cpu_ms:.2f} | {get.rps / bare.rps:.2f}x bare view |",
         f"| bare Django JSON view | 16 | {bare.rps:,.0f} | {bare.p50_ms:.2f} | {bare.p99_ms:.2f} | "
-        f"{bare.non_2xx} | 1 |",
+        f"{bare.non_2xx} | {bare.cpu_ms:.2f} | 1 |",
         "",
         "## Workers (no-op jobs)",
         "",

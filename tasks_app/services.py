@@ -327,7 +327,8 @@ def fetch_job(task_id: str) -> Job:
     if not TASK_ID_PATTERN.match(task_id):
         raise TaskNotFound(task_id)
     try:
-        job = Job.fetch(task_id, connection=get_connection(), serializer=JSONSerializer)
+        with redis_outage_as_unavailable():
+            job = Job.fetch(task_id, connection=get_connection(), serializer=JSONSerializer)
         job.func_name  # noqa: B018 - decodes the payload now, so a non-JSON job is refused here
     except NoSuchJobError:
         raise TaskNotFound(task_id) from None
@@ -335,8 +336,6 @@ def fetch_job(task_id: str) -> Job:
         # Not written by this site as JSON: treat it as absent rather than trusting it.
         logger.warning("job_id=%s is not a JSON job; refusing to read it", task_id)
         raise TaskNotFound(task_id) from None
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
     return job
 
 
@@ -386,20 +385,19 @@ def cancel_task(task_id: str) -> str:
     """
     job = fetch_job(task_id)
     try:
-        status = job.get_status(refresh=False).value
-        if status in TERMINAL_STATUSES:
-            raise TaskAlreadyEnded(task_id, status)
-        if status == JobStatus.STARTED:
-            send_stop_job_command(job.connection, job.id, serializer=JSONSerializer)
-            logger.info("stop requested job_id=%s", job.id)
-            return JobStatus.STOPPED.value
-        job.cancel()
-        # A scheduled job also sits in the scheduled registry, which cancel() leaves alone.
-        ScheduledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer).remove(job)
+        with redis_outage_as_unavailable():
+            status = job.get_status(refresh=False).value
+            if status in TERMINAL_STATUSES:
+                raise TaskAlreadyEnded(task_id, status)
+            if status == JobStatus.STARTED:
+                send_stop_job_command(job.connection, job.id, serializer=JSONSerializer)
+                logger.info("stop requested job_id=%s", job.id)
+                return JobStatus.STOPPED.value
+            job.cancel()
+            # A scheduled job also sits in the scheduled registry, which cancel() leaves alone.
+            ScheduledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer).remove(job)
     except InvalidJobOperation:
         raise TaskAlreadyEnded(task_id, JobStatus.CANCELED.value) from None
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
     logger.info("canceled job_id=%s", job.id)
     send_status_changed(job, JobStatus.CANCELED.value, job.connection)
     return JobStatus.CANCELED.value
@@ -409,23 +407,22 @@ def requeue_task(task_id: str) -> str:
     """Put a failed, stopped or canceled job back on its queue; return its new status."""
     job = fetch_job(task_id)
     try:
-        status = job.get_status(refresh=False).value
-        if status not in {"failed", "stopped", "canceled"}:
-            message = f"Task {task_id} is {status}; only failed, stopped or canceled tasks can be requeued."
-            raise TaskStateConflict(message, status)
-        job.meta["progress"] = 0
-        job.save_meta()
-        # rq's Job has no canceled_job_registry property (its Queue has): build the registry here.
-        registry = (
-            CanceledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)
-            if status == "canceled"
-            else job.failed_job_registry
-        )
-        registry.requeue(job)
+        with redis_outage_as_unavailable():
+            status = job.get_status(refresh=False).value
+            if status not in {"failed", "stopped", "canceled"}:
+                message = f"Task {task_id} is {status}; only failed, stopped or canceled tasks can be requeued."
+                raise TaskStateConflict(message, status)
+            job.meta["progress"] = 0
+            job.save_meta()
+            # rq's Job has no canceled_job_registry property (its Queue has): build the registry here.
+            registry = (
+                CanceledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)
+                if status == "canceled"
+                else job.failed_job_registry
+            )
+            registry.requeue(job)
     except InvalidJobOperation:
         raise TaskStateConflict(f"Task {task_id} is no longer in the {status} registry.", status) from None
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(str(exc)) from exc
     logger.info("requeued job_id=%s", job.id)
     send_status_changed(job, JobStatus.QUEUED.value, job.connection)
     return JobStatus.QUEUED.value

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -142,28 +143,36 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 
 def http_answers(url: str) -> bool:
+    """Whether a server answers at `url` at all (an error status is an answer too)."""
     try:
         with urllib.request.urlopen(url, timeout=1):
             return True
+    except urllib.error.HTTPError:
+        return True
     except OSError:
         return False
 
 
 def start_asgi_server(
-    env: dict[str, str], log_path: Path | None = None, *extra_args: str, port: int | None = None
+    env: dict[str, str],
+    log_path: Path | None = None,
+    *extra_args: str,
+    port: int | None = None,
+    access_log: bool = False,
 ) -> tuple[subprocess.Popen, str]:
     """Start the site under uvicorn (as in production) on a free port; wait until it answers."""
     port = port or free_port()
     output = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
     command = [sys.executable, "-m", "uvicorn", "taskqueue_site.asgi:application", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--no-access-log", *extra_args]
+    command += ["--port", str(port), *([] if access_log else ["--no-access-log"]), *extra_args]
     process = subprocess.Popen(
         command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        ready = base_url + "/openapi.json"  # needs no static files, whatever the settings
-        wait_until(lambda: http_answers(ready) or process.poll() is not None, 30, "uvicorn to answer")
+        # /healthz answers over plain HTTP whatever the settings (no HTTPS redirect, no static files).
+        ready = base_url + "/healthz"
+        wait_until(lambda: http_answers(ready) or process.poll() is not None, 60, "uvicorn to answer")
         if process.poll() is not None:
             raise RuntimeError(f"uvicorn exited with {process.returncode}")
     except BaseException:

@@ -3,12 +3,10 @@
 import contextlib
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.processes import PROJECT_ROOT, free_port, stop, wait_until
+from tests.support.processes import PROJECT_ROOT, start_asgi_server, stop
 
 PRODUCTION_ENV = {
     "DJANGO_DEBUG": "false",
@@ -47,33 +45,11 @@ def migrated_database_env(base: dict[str, str], directory: Path) -> dict[str, st
     return env
 
 
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except urllib.error.HTTPError:
-        return True  # any HTTP answer means the server is up
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def uvicorn_server(env: dict[str, str], log_path: Path, *extra_args: str) -> Iterator[str]:
-    """Run `uvicorn taskqueue_site.asgi:application` on a free loopback port; yield its base URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "taskqueue_site.asgi:application"]
-    command += ["--host", "127.0.0.1", "--port", str(port), *PRODUCTION_FLAGS, *extra_args]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            wait_until(
-                lambda: process.poll() is not None or answers(f"{base_url}/healthz"), 60, "uvicorn", interval=0.1
-            )
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {log_path.read_text()}")
-            yield base_url
-        finally:
-            stop(process)
+    """Run the production command (PRODUCTION_FLAGS, access log on) on a free loopback port; yield its URL."""
+    process, base_url = start_asgi_server(env, log_path, *PRODUCTION_FLAGS, *extra_args, access_log=True)
+    try:
+        yield base_url
+    finally:
+        stop(process)

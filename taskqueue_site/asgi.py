@@ -20,19 +20,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taskqueue_site.settings")
-# uvicorn's worker processes share one listening socket, and libuv (under uvloop) accepts every
-# pending connection at once: clients that connect together (a proxy's pool, a load test) could
-# all land on one process, held there by keep-alive, while the other cores idle (measured: GET
-# /tasks/<id> at half its rate in one run of three). One accept per wake-up spreads them out.
-# Read by libuv when the worker starts listening, after this module is imported.
-os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +35,9 @@ logger = logging.getLogger(__name__)
 BUFFERED_RESPONSE_BYTES = 1024 * 1024
 # Request bodies are kept in memory up to this size, then in a temporary file.
 SPOOLED_BODY_BYTES = 1024 * 1024
+# A streamed response gives up on a client that takes longer than this to accept the next piece,
+# so a client that stops reading cannot hold a pool thread.
+STREAM_SEND_TIMEOUT_SECONDS = 30
 # Header names are mapped to HTTP_* keys by upper-casing and turning "-" into "_"; a name that
 # already holds "_" could pass for another header (X-Forwarded_For), so it is dropped, as Django's
 # own development server does.
@@ -60,7 +58,7 @@ class BodyTooLarge(Exception):
 
 
 class ClientGone(Exception):
-    """The client disconnected before it sent the whole body."""
+    """The client disconnected before it sent the whole body, or stopped reading a streamed response."""
 
 
 class WSGIBridge:
@@ -81,17 +79,22 @@ class WSGIBridge:
         loop = asyncio.get_running_loop()
         streaming = StreamingSend(loop, send)
         try:
-            environ = wsgi_environ(scope, body)
+            environ = wsgi_environ(scope, body.file)
+            if body.complete:  # a chunked body has no Content-Length; Django reads that many bytes
+                environ["CONTENT_LENGTH"] = str(body.size)
             status, headers, content = await loop.run_in_executor(
                 self.executor, self.respond, environ, streaming.send_from_thread
             )
+        except ClientGone:
+            logger.warning("gave up streaming %s to a client that stopped reading", scope.get("path"))
+            return
         except Exception:
             logger.exception("the WSGI bridge failed on %s %s", scope.get("method"), scope.get("path"))
             if not streaming.started:
                 await send_whole_response(send, 500, [(b"content-type", b"text/plain")], b"Internal server error.")
             return
         finally:
-            body.close()
+            body.file.close()
         if not streaming.started:
             await send_whole_response(send, status, headers, content)
 
@@ -143,7 +146,12 @@ class StreamingSend:
 
     def send_from_thread(self, message: Message) -> None:
         self.started = True
-        asyncio.run_coroutine_threadsafe(self.send(message), self.loop).result()
+        sent = asyncio.run_coroutine_threadsafe(self.send(message), self.loop)
+        try:
+            sent.result(timeout=STREAM_SEND_TIMEOUT_SECONDS)
+        except TimeoutError:
+            sent.cancel()
+            raise ClientGone from None
 
 
 TOO_LARGE_BODY = b'{"status": "error", "message": "The request body is too large."}'
@@ -154,7 +162,14 @@ async def send_whole_response(send: Callable, status: int, headers: list, conten
     await send({"type": "http.response.body", "body": content})
 
 
-async def read_body(scope: Message, receive: Callable, limit: int) -> tempfile.SpooledTemporaryFile:
+@dataclass
+class RequestBody:
+    file: IO[bytes]
+    size: int  # bytes read
+    complete: bool  # False when a declared Content-Length over the limit left it unread
+
+
+async def read_body(scope: Message, receive: Callable, limit: int) -> RequestBody:
     """Read the whole request body into a file object (memory first, then disk).
 
     A body whose Content-Length is over `limit` is not read at all: the application sees the
@@ -164,7 +179,7 @@ async def read_body(scope: Message, receive: Callable, limit: int) -> tempfile.S
     body = tempfile.SpooledTemporaryFile(max_size=SPOOLED_BODY_BYTES)  # noqa: SIM115 - closed by the caller
     declared = dict(scope["headers"]).get(b"content-length", b"")
     if declared.isdigit() and int(declared) > limit:
-        return body
+        return RequestBody(body, 0, complete=False)
     size = 0
     more = True
     try:
@@ -182,7 +197,7 @@ async def read_body(scope: Message, receive: Callable, limit: int) -> tempfile.S
         body.close()
         raise
     body.seek(0)
-    return body
+    return RequestBody(body, size, complete=True)
 
 
 def wsgi_environ(scope: Message, body) -> dict[str, Any]:

@@ -57,7 +57,9 @@ def record_new_jobs() -> int:
     """Write the rows of jobs enqueued since the last call, a few batches at most; return how many.
 
     Each batch is one LPOP, one read of the jobs and one INSERT; ids whose rows cannot be
-    written (a database error) go back to the list for the next call.
+    written (a database error) go back to the list for the next call. A process killed between
+    the LPOP and the INSERT loses that batch's "queued" rows; each job's next status change
+    (started, canceled...) still writes its row.
     """
     recorded = 0
     for _ in range(NEW_JOBS_MAX_BATCHES):
@@ -91,13 +93,18 @@ def insert_new_rows(job_ids: list[str]) -> int:
     )
     rows = []
     for job in jobs:
-        status = job.get_status(refresh=False)
-        if status is None:
-            continue
-        fields = row_fields(job, status.value, services.status_of(job, status.value))
-        rows.append(JobRecord(job_id=job.id, **fields, **creation_fields(job, known_users)))
+        try:
+            status = job.get_status(refresh=False)
+            if status is None:
+                continue
+            fields = row_fields(job, status.value, services.status_of(job, status.value))
+            rows.append(JobRecord(job_id=job.id, **fields, **creation_fields(job, known_users)))
+        except Exception:  # one odd job must not hold up the batch; its next status change writes its row
+            logger.exception("job_id=%s could not be recorded in the history", job.id)
     # ignore_conflicts: a worker may create a row between the read above and this INSERT.
     JobRecord.objects.bulk_create(rows, ignore_conflicts=True)
+    # A job deleted since it was read (an admin emptying its queue) found no row to mark then.
+    mark_deleted(services.missing_jobs([row.job_id for row in rows]))
     return len(rows)
 
 

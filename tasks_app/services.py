@@ -322,6 +322,17 @@ def give_back_new_job_ids(job_ids: list[str]) -> None:
             get_connection().lpush(NEW_JOBS_KEY, *reversed(job_ids))
 
 
+def missing_jobs(job_ids: list[str]) -> list[str]:
+    """The ids among these whose job is no longer in Redis (one round trip)."""
+    if not job_ids:
+        return []
+    with redis_outage_as_unavailable(), get_connection().pipeline(transaction=False) as pipeline:
+        for job_id in job_ids:
+            pipeline.exists(Job.key_for(job_id))
+        found = pipeline.execute()
+    return [job_id for job_id, exists in zip(job_ids, found, strict=True) if not exists]
+
+
 def fetch_job(task_id: str) -> Job:
     """Fetch one of our jobs, refusing ids that cannot be ours and payloads that are not JSON."""
     if not TASK_ID_PATTERN.match(task_id):

@@ -108,8 +108,9 @@ class ReportingJSONMixin:
 
     @property
     def dequeue_timeout(self) -> int:
-        # An idle worker wakes this often to heartbeat and to look for abandoned jobs.
-        return max(1, min(super().dequeue_timeout, int(settings.TASK_ABANDONED_CHECK_SECONDS)))
+        # An idle worker wakes this often to heartbeat, record new jobs and look for abandoned ones.
+        wake = min(NEW_JOBS_RECORD_SECONDS, settings.TASK_ABANDONED_CHECK_SECONDS)
+        return max(1, min(super().dequeue_timeout, int(wake)))
 
     def heartbeat(self, timeout=None, pipeline=None) -> None:
         super().heartbeat(timeout, pipeline=pipeline)

@@ -29,8 +29,13 @@ def http_scope(path: str = "/tasks", method: str = "GET", headers=(), **extra) -
     }
 
 
-def run(bridge: WSGIBridge, scope: dict, body_parts=(b"",), disconnect: bool = False) -> list[dict]:
-    """Send the request (its body in parts) through the bridge; return the messages it sent back."""
+def run(
+    bridge: WSGIBridge, scope: dict, body_parts=(b"",), disconnect: bool = False, send_delay: float = 0
+) -> list[dict]:
+    """Send the request (its body in parts) through the bridge; return the messages it sent back.
+
+    `send_delay`: how long the client takes to accept each piece of a response body.
+    """
     incoming = [
         {"type": "http.request", "body": part, "more_body": index < len(body_parts) - 1}
         for index, part in enumerate(body_parts)
@@ -43,6 +48,8 @@ def run(bridge: WSGIBridge, scope: dict, body_parts=(b"",), disconnect: bool = F
         return incoming.pop(0)
 
     async def send(message):
+        if message["type"] == "http.response.body":
+            await asyncio.sleep(send_delay)
         sent.append(message)
 
     asyncio.run(bridge(scope, receive, send))
@@ -132,6 +139,16 @@ def test_a_body_sent_in_parts_reaches_the_application_whole(monkeypatch):
     ]
 
 
+def test_a_chunked_body_without_a_length_is_given_the_length_that_was_read():
+    app = Recorder()
+    run(
+        WSGIBridge(app, threads=1),
+        http_scope(method="POST", headers=[("Transfer-Encoding", "chunked")]),
+        [b"ab", b"cd"],
+    )
+    assert (app.environ["CONTENT_LENGTH"], app.body) == ("4", b"abcd")
+
+
 def test_a_declared_length_over_the_limit_is_left_unread_for_the_application_to_refuse(settings):
     declared = str(asgi.largest_request_body() + 1)
     app = Recorder(status="413 Payload Too Large")
@@ -171,6 +188,31 @@ def test_a_large_response_is_streamed_and_closed_on_the_thread_that_ran_the_requ
     assert app.closed and len(set(app.threads)) == 1
 
 
+def test_a_client_that_stops_reading_a_streamed_response_frees_the_thread(monkeypatch, caplog):
+    monkeypatch.setattr(asgi, "BUFFERED_RESPONSE_BYTES", 4)
+    monkeypatch.setattr(asgi, "STREAM_SEND_TIMEOUT_SECONDS", 0.05)
+    app = Recorder(chunks=[b"01234", b"56789", b"abcde"])
+    sent = run(WSGIBridge(app, threads=1), http_scope(), send_delay=0.5)
+    assert sent[0]["type"] == "http.response.start"
+    assert app.closed  # the response was given up and closed, not left holding the thread
+    assert "gave up streaming /tasks to a client that stopped reading" in caplog.text
+
+
+def test_a_failure_in_the_middle_of_a_streamed_response_ends_it_without_a_second_start(monkeypatch, caplog):
+    monkeypatch.setattr(asgi, "BUFFERED_RESPONSE_BYTES", 4)
+
+    class Breaks(Recorder):
+        def __iter__(self):
+            yield b"0123456789"
+            raise RuntimeError("the file went away")
+
+    app = Breaks()
+    sent = run(WSGIBridge(app, threads=1), http_scope())
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1]["more_body"] is True  # never a complete-looking response
+    assert app.closed and "the WSGI bridge failed on GET /tasks" in caplog.text
+
+
 def test_an_application_that_fails_outside_django_gets_a_plain_500(caplog):
     def broken(environ, start_response):
         raise RuntimeError("bug in the handler")
@@ -190,3 +232,13 @@ def test_django_answers_through_the_bridge(fake_redis):
     )
     assert sent[0]["status"] == 202
     assert b'"task_id"' in body_of(sent)
+
+
+@pytest.mark.django_db
+def test_django_reads_a_chunked_json_post_through_the_bridge(fake_redis):
+    sent = run(
+        WSGIBridge(asgi.get_wsgi_application(), threads=2),
+        http_scope("/tasks", "POST", headers=[("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")]),
+        [b'{"type"', b": 0}"],
+    )
+    assert sent[0]["status"] == 202, body_of(sent)

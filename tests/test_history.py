@@ -95,6 +95,45 @@ def test_a_batch_records_jobs_as_they_are_now_and_skips_those_already_recorded_o
     assert not JobRecord.objects.filter(job_id=gone).exists()
 
 
+def test_a_job_deleted_while_its_batch_is_written_is_marked_deleted(fake_redis, monkeypatch):
+    task_id = services.enqueue_task(1)
+    read_jobs = Job.fetch_many
+
+    def read_then_lose_them(job_ids, **kwargs):
+        jobs = read_jobs(job_ids, **kwargs)
+        for job in jobs:
+            job.delete()  # an admin empties the queue now; its sync finds no row to mark yet
+        return jobs
+
+    monkeypatch.setattr(history.Job, "fetch_many", read_then_lose_them)
+    history.record_new_jobs()
+    assert row(task_id).status == "deleted"
+
+
+def test_one_job_whose_row_cannot_be_built_does_not_hold_up_the_others(fake_redis, monkeypatch, caplog):
+    odd, fine = services.enqueue_task(1), services.enqueue_task(2)
+    build_fields = history.row_fields
+
+    def fails_for_odd(job, *args, **kwargs):
+        if job.id == odd:
+            raise ValueError("unexpected meta")
+        return build_fields(job, *args, **kwargs)
+
+    monkeypatch.setattr(history, "row_fields", fails_for_odd)
+    assert history.record_new_jobs() == 1
+    assert row(fine).status == "queued" and not JobRecord.objects.filter(job_id=odd).exists()
+    assert f"job_id={odd} could not be recorded" in caplog.text
+    assert history.record_new_jobs() == 0  # not retried forever
+
+
+def test_a_worker_keeps_working_when_recording_new_jobs_fails(fake_redis, settings, monkeypatch):
+    settings.TASK_UNIT_SECONDS = 0.01
+    task_id = services.enqueue_task(0)
+    monkeypatch.setattr(history, "record_new_jobs", lambda: 1 / 0)
+    run_worker(fake_redis)
+    assert row(task_id).status == "finished"  # written by the job's own events
+
+
 def test_rows_that_cannot_be_written_are_kept_for_the_next_batch(fake_redis, monkeypatch):
     task_id = services.enqueue_task(1)
     with monkeypatch.context() as patched:

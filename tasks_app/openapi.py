@@ -21,39 +21,24 @@ ERROR = {
 
 TIME = {"type": ["string", "null"], "format": "date-time"}
 
-TASK_STATUS = {
-    "type": "object",
-    "required": [
-        "task_id",
-        "task_status",
-        "task_result",
-        "progress",
-        "enqueued_at",
-        "started_at",
-        "ended_at",
-        "error",
-        "queue",
-        "attempt",
-        "max_attempts",
-        "scheduled_for",
-    ],
-    "properties": {
-        "task_id": {"type": "string"},
-        "task_status": {
-            "enum": ["queued", "started", "finished", "failed", "scheduled", "deferred", "stopped", "canceled"]
-        },
-        "task_result": {},
-        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-        "enqueued_at": TIME,
-        "started_at": TIME,
-        "ended_at": TIME,
-        "error": {"type": ["string", "null"]},
-        "queue": {"type": "string"},
-        "attempt": {"type": "integer", "minimum": 1},
-        "max_attempts": {"type": "integer", "minimum": 1},
-        "scheduled_for": TIME,
+TASK_STATUS_PROPERTIES = {
+    "task_id": {"type": "string"},
+    "task_status": {
+        "enum": ["queued", "started", "finished", "failed", "scheduled", "deferred", "stopped", "canceled"]
     },
+    "task_result": {},
+    "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+    "enqueued_at": TIME,
+    "started_at": TIME,
+    "ended_at": TIME,
+    "error": {"type": ["string", "null"]},
+    "queue": {"type": "string"},
+    "attempt": {"type": "integer", "minimum": 1},
+    "max_attempts": {"type": "integer", "minimum": 1},
+    "scheduled_for": TIME,
 }
+# Every field is always present (null when it does not apply).
+TASK_STATUS = {"type": "object", "required": list(TASK_STATUS_PROPERTIES), "properties": TASK_STATUS_PROPERTIES}
 
 
 def success(data: dict[str, Any]) -> dict[str, Any]:

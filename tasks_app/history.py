@@ -25,7 +25,6 @@ from django.db.models import Q
 from django.utils import timezone
 from rq.exceptions import DeserializationError
 from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from tasks_app import services
 from tasks_app.models import JobRecord
@@ -82,7 +81,7 @@ def insert_new_rows(job_ids: list[str]) -> int:
     A job gone from Redis meanwhile (deleted, or expired) gets no row. A job that already has one
     was changed since (started, canceled): its later event wrote the row.
     """
-    jobs = Job.fetch_many(job_ids, connection=services.get_connection(), serializer=JSONSerializer)
+    jobs = services.fetch_jobs(job_ids)
     existing = set(JobRecord.objects.filter(job_id__in=job_ids).values_list("job_id", flat=True))
     jobs = [job for job in jobs if job is not None and job.id not in existing]
     user_ids = {submitter_of(job).get("user_id") for job in jobs}
@@ -214,7 +213,7 @@ def sync_with_redis(job_ids: Iterable[str]) -> None:
     # In batches: an emptied queue may have held many thousands of jobs.
     for start in range(0, len(job_ids), SYNC_BATCH):
         batch = job_ids[start : start + SYNC_BATCH]
-        jobs = Job.fetch_many(batch, connection=connection, serializer=JSONSerializer)
+        jobs = services.fetch_jobs(batch)
         rows = dict(JobRecord.objects.filter(job_id__in=batch).values_list("job_id", "status"))
         mark_deleted([job_id for job_id, job in zip(batch, jobs, strict=True) if job is None])
         for job in filter(None, jobs):

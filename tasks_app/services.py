@@ -322,6 +322,12 @@ def give_back_new_job_ids(job_ids: list[str]) -> None:
             get_connection().lpush(NEW_JOBS_KEY, *reversed(job_ids))
 
 
+def fetch_jobs(job_ids: list[str]) -> list[Job | None]:
+    """Read many jobs in one round trip, in order; None for each job that is gone."""
+    with redis_outage_as_unavailable():
+        return Job.fetch_many(job_ids, connection=get_connection(), serializer=JSONSerializer)
+
+
 def missing_jobs(job_ids: list[str]) -> list[str]:
     """The ids among these whose job is no longer in Redis (one round trip)."""
     if not job_ids:

@@ -9,7 +9,7 @@ on a small thread pool, through `WSGIBridge`.
 The bridge reads the request body on the event loop, hands the whole request to a thread in one
 hop and gets the whole response back in one hop. A general adapter such as a2wsgi hops between
 the loop and the thread for every read and write instead: 0.23 ms of overhead per request here,
-against 0.08 ms for this (bench/RESULTS.md).
+against 0.08 ms for this (README, "Benchmarks").
 """
 
 import asyncio

@@ -7,6 +7,7 @@ bench/RESULTS.md. Every load run is bounded in time (wrk -d), each figure is the
 """
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,6 +122,24 @@ def raw_enqueue_rate(connection: Redis, seconds: float, repeats: int) -> tuple[f
         cpu_ms.append((time.process_time() - cpu_started) * 1000 / count)
         connection.flushdb()
     return median(rates), median(cpu_ms)
+
+
+def post_task(base_url: str) -> str:
+    """Submit a task through the API, as a polling script would have; return its id."""
+    request = urllib.request.Request(
+        f"{base_url}/tasks", data=b'{"type": 0}', headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["data"]["task_id"]
+
+
+def run_burst_worker(env: dict) -> None:
+    """Run every waiting job once (a burst worker), and wait for it to finish."""
+    worker = manage_py("rqworker", *QUEUES, "--burst", "--worker-class=tasks_app.workers.InProcessJSONWorker", env=env)
+    try:
+        worker.wait(timeout=60)
+    finally:
+        stop(worker)
 
 
 def worker_rate(env: dict, connection: Redis, jobs: int, command: list[str]) -> tuple[float, float]:
@@ -249,9 +269,11 @@ def main() -> None:
             }
             results["web_rss_load"] = tree_rss_mib(web.pid)
             connection.flushdb()
-            task_id = Queue("default", connection=connection, serializer=JSONSerializer).enqueue("bench.jobs.noop").id
+            task_id = post_task(base_url)
             results["get"] = http_runs(f"{base_url}/tasks/{task_id}", 16, args.seconds, args.repeats, web.pid)
             results["bare"] = http_runs(f"{base_url}/bench/bare", 16, args.seconds, args.repeats, web.pid)
+            run_burst_worker(env)  # the polled task finishes: its last poll reads the result too
+            results["get_finished"] = http_runs(f"{base_url}/tasks/{task_id}", 16, args.seconds, args.repeats, web.pid)
         finally:
             stop(web)
         connection.flushdb()
@@ -316,10 +338,13 @@ def render(results: dict, args) -> str:
             f"| `POST /tasks` | {clients} | {result.rps:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | "
             f"{result.non_2xx} | {result.cpu_ms:.2f} | {result.rps / raw:.2f}x raw enqueue |"
         )
-    get, bare = results["get"], results["bare"]
+    get, finished, bare = results["get"], results["get_finished"], results["bare"]
     lines += [
-        f"| `GET /tasks/<id>` | 16 | {get.rps:,.0f} | {get.p50_ms:.2f} | {get.p99_ms:.2f} | {get.non_2xx} | "
-        f"{get.cpu_ms:.2f} | {get.rps / bare.rps:.2f}x bare view |",
+        f"| `GET /tasks/<id>`, queued task | 16 | {get.rps:,.0f} | {get.p50_ms:.2f} | {get.p99_ms:.2f} | "
+        f"{get.non_2xx} | {get.cpu_ms:.2f} | {get.rps / bare.rps:.2f}x bare view |",
+        f"| `GET /tasks/<id>`, finished task | 16 | {finished.rps:,.0f} | {finished.p50_ms:.2f} | "
+        f"{finished.p99_ms:.2f} | {finished.non_2xx} | {finished.cpu_ms:.2f} | "
+        f"{finished.rps / bare.rps:.2f}x bare view |",
         f"| bare Django JSON view | 16 | {bare.rps:,.0f} | {bare.p50_ms:.2f} | {bare.p99_ms:.2f} | "
         f"{bare.non_2xx} | {bare.cpu_ms:.2f} | 1 |",
         "",
@@ -351,8 +376,10 @@ def render(results: dict, args) -> str:
         f"{'yes' if post16.p99_ms < 20 else 'no'} |",
         f"| zero non-2xx | {sum(r.non_2xx for r in results['post'].values())} | "
         f"{'yes' if not any(r.non_2xx for r in results['post'].values()) else 'no'} |",
-        f"| `GET /tasks/<id>` >= 0.5x bare view | {get.rps / bare.rps:.2f}x | "
+        f"| `GET /tasks/<id>` >= 0.5x bare view (queued task) | {get.rps / bare.rps:.2f}x | "
         f"{'yes' if get.rps >= 0.5 * bare.rps else 'no'} |",
+        f"| `GET /tasks/<id>` >= 0.5x bare view (finished task) | {finished.rps / bare.rps:.2f}x | "
+        f"{'yes' if finished.rps >= 0.5 * bare.rps else 'no'} |",
         f"| recommended workers >= 5x forking ({best_name}) | {best_rate / forking_rate:.1f}x | "
         f"{'yes' if best_rate >= 5 * forking_rate else 'no'} |",
         f"| enqueue-to-start p99 < 20 ms (in-process) | {results['latency']['in-process'][1]:.1f} ms | "

@@ -13,6 +13,7 @@ against 0.08 ms for this (README, "Benchmarks").
 """
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -245,6 +246,11 @@ django_asgi = get_asgi_application()
 django_wsgi = WSGIBridge(get_wsgi_application(), threads=int(os.environ.get("WEB_THREADS", "4")))
 
 STREAM_PATH = re.compile(r"^/tasks/(?:[^/]+/)?events/?$")
+
+# What is loaded by now (Django, the apps, their modules) lives as long as the process. Freezing
+# it keeps the collector's full passes, every few seconds under load, to what requests made:
+# they paused a request for 28 ms here, 3 ms frozen (README, "Benchmarks").
+gc.freeze()
 
 
 async def application(scope, receive, send):

@@ -5,11 +5,12 @@ import re
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 from django.test import Client
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from tasks_app import services
@@ -160,6 +161,52 @@ def test_status_of_a_queued_task(fake_redis):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", data["enqueued_at"])
     assert data["started_at"] is None and data["ended_at"] is None
     assert (data["queue"], data["attempt"], data["max_attempts"], data["scheduled_for"]) == ("default", 1, 3, None)
+
+
+def job_in_state(connection, state: str) -> str:
+    """A job of ours (or, for "not ours", a bare RQ one) put in `state` the way RQ would store it."""
+    task_id = create(Client(), data={"type": 2}).json()["data"]["task_id"]
+    job = Job.fetch(task_id, connection=connection, serializer=JSONSerializer)
+    if state == "started":
+        job.meta["progress"] = 40
+        job.started_at = datetime.now(UTC)
+        job.set_status(JobStatus.STARTED, pipeline=None)
+        job.save()
+    elif state == "retried":  # waiting again after a failed first attempt
+        job.retries_left = 1
+        job.save()
+    elif state == "canceled":
+        assert Client().post(f"/tasks/{task_id}/cancel").status_code == 200
+    elif state == "deferred":
+        queue = Queue("default", connection=connection, serializer=JSONSerializer)
+        return queue.enqueue("tasks_app.tasks.sleep_task", 1, depends_on=job, meta={"progress": 0}).id
+    elif state == "whole-second times":  # RQ before 1.x stored no fraction of a second
+        connection.hset(job.key, "enqueued_at", "2026-11-28T11:11:42Z")
+    elif state == "not ours (no meta)":
+        return Queue("default", connection=connection, serializer=JSONSerializer).enqueue("bench.jobs.noop").id
+    return task_id
+
+
+@pytest.mark.parametrize(
+    "state", ["queued", "started", "retried", "canceled", "deferred", "whole-second times", "not ours (no meta)"]
+)
+def test_status_read_from_the_job_hash_matches_rqs_own_reading(fake_redis, state):
+    """Waiting and running jobs are described from their hash without RQ's Job; the answer must not differ."""
+    task_id = job_in_state(fake_redis, state)
+    expected = services.status_of(Job.fetch(task_id, connection=fake_redis, serializer=JSONSerializer)).as_dict()
+
+    response = Client().get(f"/tasks/{task_id}")
+
+    assert response.status_code == 200
+    assert response.json()["data"] == expected
+    assert services.status_from_hash(task_id, fake_redis.hgetall(f"rq:job:{task_id}")) is not None  # the fast path
+
+
+def test_a_json_meta_does_not_make_a_pickled_payload_readable(fake_redis):
+    queue = Queue("default", connection=fake_redis)  # pickle payload...
+    job = queue.enqueue("tasks_app.tasks.sleep_task", 1)
+    fake_redis.hset(job.key, "meta", json.dumps({"progress": 0}))  # ...beside a meta that reads as JSON
+    assert_error(Client().get(f"/tasks/{job.id}"), 404, field=None)
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taskqueue_site.settings")
 
@@ -247,9 +248,12 @@ django_wsgi = WSGIBridge(get_wsgi_application(), threads=int(os.environ.get("WEB
 
 STREAM_PATH = re.compile(r"^/tasks/(?:[^/]+/)?events/?$")
 
-# What is loaded by now (Django, the apps, their modules) lives as long as the process. Freezing
-# it keeps the collector's full passes, every few seconds under load, to what requests made:
-# they paused a request for 28 ms here, 3 ms frozen (README, "Benchmarks").
+# What is loaded at startup (Django, the apps, the URLconf and the views it imports) lives as
+# long as the process. Freezing it keeps the collector's full passes, every few seconds under
+# load, to what requests made: they paused a request for 28 ms here, 3 ms frozen (README,
+# "Benchmarks"). Startup's garbage is collected first, so it is not kept for good.
+get_resolver().url_patterns  # noqa: B018 - imports the URLconf and views now, not on the first request
+gc.collect()
 gc.freeze()
 
 

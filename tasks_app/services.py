@@ -5,7 +5,6 @@ the app builds queues or fetches jobs.
 """
 
 import contextlib
-import json
 import logging
 import math
 import re
@@ -397,24 +396,35 @@ def status_from_hash(task_id: str, stored: dict[bytes, bytes]) -> TaskStatus | N
     Anything else (a finished or failed job's result, a scheduled job's time, a job we did not
     write as JSON) returns None and goes through RQ.
     """
-    status = stored.get(b"status", b"").decode()
+    status = stored.get(b"status", b"").decode(errors="replace")
     if status not in HASH_ONLY_STATUSES:
         return None
+    # Read as strictly as RQ does (its JSONSerializer, its one date format); whatever RQ would
+    # read differently or refuse goes to RQ, so the answer is always the one RQ's reading gives.
     try:
-        meta = json.loads(stored[b"meta"]) if stored.get(b"meta") else {}  # RQ leaves an empty meta out
-        json.loads(zlib.decompress(stored[b"data"]))  # a payload RQ's JSON reading would refuse is not ours
+        meta = JSONSerializer.loads(stored[b"meta"]) if stored.get(b"meta") else {}  # RQ leaves an empty meta out
+        _function, _instance, _args, _kwargs = JSONSerializer.loads(zlib.decompress(stored[b"data"]))
         times = tuple(stored_time(stored.get(name)) for name in (b"enqueued_at", b"started_at", b"ended_at"))
         retries_left = int(stored[b"retries_left"]) if stored.get(b"retries_left") else None
-    except (KeyError, ValueError, zlib.error):
+        origin = stored.get(b"origin", b"").decode()
+    except (KeyError, ValueError, TypeError, zlib.error):
         return None
     if not isinstance(meta, dict):
         return None
-    return describe(task_id, status, meta, retries_left, stored.get(b"origin", b"").decode(), times=times)
+    return describe(task_id, status, meta, retries_left, origin, times=times)
+
+
+# How RQ writes times (rq.utils.utcformat), and how RQ before 1.x did (no fraction of a second).
+STORED_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
 
 
 def stored_time(value: bytes | None) -> datetime | None:
     """Parse a time as RQ stores it (ISO 8601 in UTC with a Z suffix); empty means never."""
-    return datetime.fromisoformat(value.decode()) if value else None
+    if not value:
+        return None
+    if not STORED_TIME.fullmatch(value):
+        raise ValueError(f"not a time RQ wrote: {value!r}")
+    return datetime.fromisoformat(value.decode())
 
 
 def status_of(job: Job, status: str | None = None) -> TaskStatus:

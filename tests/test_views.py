@@ -202,6 +202,40 @@ def test_status_read_from_the_job_hash_matches_rqs_own_reading(fake_redis, state
     assert services.status_from_hash(task_id, fake_redis.hgetall(f"rq:job:{task_id}")) is not None  # the fast path
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("meta", '{"progress": 7, "max_attempts": 5}'.encode("utf-16"), id="meta in UTF-16"),
+        pytest.param("data", __import__("zlib").compress(b"[1, 2]"), id="payload not a call"),
+        pytest.param("data", __import__("zlib").compress(b"null"), id="payload null"),
+    ],
+)
+def test_a_hash_rq_reads_differently_gets_rqs_answer(fake_redis, field, value):
+    """Where RQ's JSON reading would differ or refuse, the answer is RQ's (a 404 for a payload it refuses)."""
+    task_id = job_in_state(fake_redis, "queued")
+    fake_redis.hset(f"rq:job:{task_id}", field, value)
+    try:
+        expected = services.status_of(services.fetch_job(task_id)).as_dict()
+    except services.TaskNotFound:
+        expected = None
+
+    response = Client().get(f"/tasks/{task_id}")
+
+    if expected is None:
+        assert_error(response, 404, field=None)
+    else:
+        assert response.status_code == 200 and response.json()["data"] == expected
+
+
+@pytest.mark.parametrize(
+    "stored", ["2026-11-28T13:11:42+02:00", "2026-11-28 11:11:42Z", "2026-11-28", "2026-11-28T11:11:42.1234567Z"]
+)
+def test_a_time_rq_did_not_write_is_left_to_rq(fake_redis, stored):
+    task_id = job_in_state(fake_redis, "queued")
+    fake_redis.hset(f"rq:job:{task_id}", "enqueued_at", stored)
+    assert services.status_from_hash(task_id, fake_redis.hgetall(f"rq:job:{task_id}")) is None
+
+
 def test_a_json_meta_does_not_make_a_pickled_payload_readable(fake_redis):
     queue = Queue("default", connection=fake_redis)  # pickle payload...
     job = queue.enqueue("tasks_app.tasks.sleep_task", 1)

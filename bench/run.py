@@ -31,6 +31,7 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from tasks_app.management.commands.runstack import descendants
 from tests.support.processes import PROJECT_ROOT, child_env, manage_py, redis_server, start_asgi_server, stop
 from tests.support.webserver import production_env
 
@@ -217,17 +218,6 @@ def tree_cpu_seconds(pid: int) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime (proc(5), counted after the name)
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def descendants(pid: int) -> list[int]:
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    found = [int(child) for child in children]
-    for child in list(found):
-        found += descendants(child)
-    return found
 
 
 def main() -> None:

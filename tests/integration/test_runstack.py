@@ -2,7 +2,9 @@
 
 import signal
 import socket
+from pathlib import Path
 
+from tasks_app.management.commands.runstack import descendants
 from tests.support.http import create_task, task_status
 from tests.support.processes import child_env, free_port, manage_py, stop, wait_until
 
@@ -46,6 +48,44 @@ def test_runstack_serves_runs_jobs_and_stops_cleanly_on_ctrl_c(tmp_path):
         output = log.read_text()
         for name in ("worker-1", "web", "redis"):
             assert f"stopped {name}" in output
+    finally:
+        stop(stack)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its exit status is left to collect
+
+
+def test_ctrl_c_during_a_running_job_leaves_no_process_behind(tmp_path):
+    """The job's work horse runs in a process group of its own; stopping the stack stops it too."""
+    web_port = free_port()
+    log = tmp_path / "runstack.log"
+    env = child_env(TASK_UNIT_SECONDS="30", PYTHONUNBUFFERED="1")  # a type-1 task runs 30 s
+    env.pop("REDIS_URL", None)
+    stack = manage_py(
+        "runstack",
+        f"--port={web_port}",
+        f"--redis-port={free_port()}",
+        f"--data-dir={tmp_path / 'redis'}",
+        "--stop-grace=1",
+        env=env,
+        log_path=log,
+    )
+    try:
+        wait_until(lambda: "taskqueue is running at" in log.read_text() or stack.poll() is not None, 60, "the stack")
+        base_url = f"http://127.0.0.1:{web_port}"
+        task_id = create_task(base_url, 1)
+        wait_until(lambda: task_status(base_url, task_id)["task_status"] == "started", 30, "the job to start")
+        started = descendants(stack.pid)
+
+        stack.send_signal(signal.SIGINT)
+        assert stack.wait(timeout=30) == 0, log.read_text()
+
+        assert wait_until(lambda: not [pid for pid in started if alive(pid)], 5, "every process to end")
     finally:
         stop(stack)
 

@@ -20,7 +20,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 READY_TIMEOUT_SECONDS = 30
-MANAGE_PY = str(settings.BASE_DIR / "manage.py")
 
 
 class Command(BaseCommand):
@@ -43,12 +42,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--data-dir", default=str(settings.BASE_DIR / "var" / "redis"), help="where the private Redis keeps data"
         )
+        parser.add_argument(
+            "--stop-grace",
+            type=float,
+            default=float(os.environ.get("STOP_GRACE_SECONDS", 10)),
+            help="seconds a worker may take to finish its job on Ctrl-C before the job is stopped",
+        )
 
     def handle(self, *args, **options):
         if options["workers"] < 1:
             raise CommandError("--workers must be at least 1")
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.stopping = False
+        self.stop_grace = options["stop_grace"]
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         env = dict(os.environ)
@@ -106,10 +112,10 @@ class Command(BaseCommand):
     def start_web(self, env: dict[str, str], host: str, port: int) -> None:
         if port_is_open(host, port):
             raise CommandError(f"port {port} is already in use: set PORT to a free port")
-        self.spawn("web", [sys.executable, MANAGE_PY, "runserver", f"{host}:{port}"], env)
+        self.spawn("web", [sys.executable, manage_py(), "runserver", f"{host}:{port}"], env)
 
     def start_worker(self, env: dict[str, str], number: int) -> None:
-        command = [sys.executable, MANAGE_PY, "rqworker", *settings.TASK_QUEUES, "--with-scheduler"]
+        command = [sys.executable, manage_py(), "rqworker", *settings.TASK_QUEUES, "--with-scheduler"]
         self.spawn(f"worker-{number}", command, env)
 
     def wait_for_http(self, url: str) -> None:
@@ -139,13 +145,20 @@ class Command(BaseCommand):
     def stop_all(self) -> None:
         # Workers and web first, so no job is left half-run; Redis last, so it can write its file.
         for name, process in reversed(self.children):
-            stop_process_group(process)
+            stop_process_group(process, self.stop_grace)
             self.stdout.write(f"stopped {name}")
         self.children.clear()
 
 
-def stop_process_group(process: subprocess.Popen, grace_seconds: float = 10) -> None:
-    """Send SIGTERM to a child's process group, then SIGKILL if it lingers."""
+def stop_process_group(process: subprocess.Popen, grace_seconds: float = 10, cold_seconds: float = 5) -> None:
+    """Stop a child and everything it started, by process group and by process id.
+
+    SIGTERM first: a worker finishes its job, the others exit. A second SIGTERM after the grace
+    period is RQ's cold shutdown: the worker kills its job's work horse (which runs in a process
+    group of its own, out of reach of the first signal) and exits. Whatever still runs then gets
+    SIGKILL, the group and each descendant seen while the child was alive.
+    """
+    seen: set[int] = set()
     if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGTERM)
@@ -154,10 +167,34 @@ def stop_process_group(process: subprocess.Popen, grace_seconds: float = 10) -> 
         try:
             process.wait(timeout=grace_seconds)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            seen.update(descendants(process.pid))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=cold_seconds)
+            except subprocess.TimeoutExpired:
+                seen.update(descendants(process.pid))
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     with contextlib.suppress(ProcessLookupError, PermissionError):  # grandchildren that outlived their parent
         os.killpg(process.pid, signal.SIGKILL)
+    for pid in seen:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """The process ids of a process's children, their children and so on (Linux /proc)."""
+    try:
+        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return [descendant for child in children for descendant in (child, *descendants(child))]
+
+
+def manage_py() -> str:
+    # Read when used, not at import: bench/run.py imports descendants() without Django settings.
+    return str(settings.BASE_DIR / "manage.py")
 
 
 def port_is_open(host: str, port: int) -> bool:

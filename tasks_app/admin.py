@@ -28,7 +28,10 @@ from django_rq.admin import QueueAdmin
 from django_rq.queues import get_queue_by_index
 from django_rq.settings import get_queues_map
 from django_rq.urls import get_admin_urlpatterns
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq.exceptions import NoSuchJobError
 from rq.registry import FailedJobRegistry
 
 from tasks_app import admin_views, history, permissions, services
@@ -369,7 +372,7 @@ class Guard:
     changes: Callable[[HttpRequest, dict], list[str]] = lambda request, kwargs: []
 
 
-def needs(permission: str) -> Callable[[HttpRequest], str]:
+def needs(permission: str | None) -> Callable[[HttpRequest], str | None]:
     return lambda request: permission
 
 
@@ -413,11 +416,23 @@ GUARDS = {
 
 
 class GuardedDashboardAdmin(QueueAdmin):
-    """django-rq's dashboard with a permission check on each destructive view, and a canceled-jobs page.
+    """django-rq's dashboard for staff with `django_rq.admin` only, each destructive view checked for its own
+    permission, and a canceled-jobs page.
 
-    Its JSON stats and Prometheus metrics take the RQ_API_TOKEN only in the Authorization header
-    (or a staff session): a token in the URL would end up in access logs and browser history.
+    django-rq itself lets any staff account read every page (job arguments and tracebacks
+    included). Its JSON stats and Prometheus metrics take the RQ_API_TOKEN only in the
+    Authorization header (or a staff session): a token in the URL would end up in access logs
+    and browser history.
     """
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.DASHBOARD)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm(permissions.DASHBOARD)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm(permissions.DASHBOARD)
 
     def get_urls(self):
         def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -440,27 +455,37 @@ class GuardedDashboardAdmin(QueueAdmin):
             *admin.ModelAdmin.get_urls(self),
         ]
 
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return admin_views.refuse(request, self.admin_site, permissions.DASHBOARD)
+        return self.guarded(stats_views.stats)(request)
+
     def guarded(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        guard = GUARDS.get(view)
-        if guard is None:
-            return view
+        guard = GUARDS.get(view, Guard(needs(None)))
 
         @wraps(view)
         def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            needed = guard.permission(request)
-            if needed and not request.user.has_perm(needed):
-                return admin_views.refuse(request, self.admin_site, needed)
+            for needed in (permissions.DASHBOARD, guard.permission(request)):
+                if needed and not request.user.has_perm(needed):
+                    return admin_views.refuse(request, self.admin_site, needed)
             changed = jobs_changed_by(guard, request, kwargs)
             if changed:
                 # Jobs enqueued a moment ago get their rows first, so that the change reaches them.
                 record_new_jobs(request)
-            response = view(request, *args, **kwargs)
-            if changed:
-                try:
-                    history.sync_with_redis(changed)
-                except Exception:
-                    logger.exception("could not update the job history after %s", request.path)
-            return response
+            try:
+                return view(request, *args, **kwargs)
+            except NoSuchJobError as exc:
+                # Gone between the page and the click (expired, or deleted by someone else).
+                messages.warning(request, f"Nothing done to a job that no longer exists: {exc}")
+                return HttpResponseRedirect(reverse(f"{self.admin_site.name}:django_rq_home"))
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                return admin_views.redis_unavailable(request, self.admin_site, exc)
+            finally:
+                if changed:
+                    try:
+                        history.sync_with_redis(changed)
+                    except Exception:
+                        logger.exception("could not update the job history after %s", request.path)
 
         return checked
 

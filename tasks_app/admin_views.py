@@ -106,3 +106,11 @@ def refuse(request: HttpRequest, site: admin.AdminSite, permission: str) -> Http
     else:
         context.update(group=OPERATORS_GROUP, role="operator")
     return render(request, "admin/tasks_app/refused.html", context, status=403)
+
+
+def redis_unavailable(request: HttpRequest, site: admin.AdminSite, error: Exception) -> HttpResponse:
+    """Say, with a 503, that a page needs Redis and Redis cannot be reached."""
+    context = {**site.each_context(request), "title": "Redis is unreachable", "error": error}
+    response = render(request, "admin/tasks_app/unavailable.html", context, status=503)
+    response["Retry-After"] = "5"
+    return response

@@ -14,7 +14,9 @@ STOP = "tasks_app.stop_job"
 DELETE = "tasks_app.delete_job"
 EMPTY_QUEUE = "tasks_app.empty_queue"
 
-VIEWER_PERMISSIONS = ("tasks_app.view_jobrecord", "django_rq.admin")
+DASHBOARD = "django_rq.admin"  # django-rq's own permission: every page of its dashboard
+
+VIEWER_PERMISSIONS = ("tasks_app.view_jobrecord", DASHBOARD)
 OPERATOR_PERMISSIONS = (*VIEWER_PERMISSIONS, REQUEUE, CANCEL, STOP, DELETE, EMPTY_QUEUE)
 
 VIEWERS_GROUP = "Queue viewers"

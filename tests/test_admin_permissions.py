@@ -203,6 +203,48 @@ def test_read_only_staff_can_look_at_django_rq_pages(viewer, redis_jobs):
     assert viewer.get(f"{DASHBOARD}/queues/{DEFAULT}/{redis_jobs.failed}/").status_code == 200
 
 
+DJANGO_RQ_PAGES = [
+    "",
+    "queues/{q}/",
+    "queues/{q}/failed/",
+    "queues/{q}/canceled/",
+    "workers/{q}/",
+    "queues/{q}/{failed}/",
+]
+
+
+@pytest.mark.parametrize("page", DJANGO_RQ_PAGES)
+def test_staff_without_the_dashboard_permission_cannot_read_django_rq_pages(page, redis_jobs):
+    """django-rq lets any staff account in; job arguments and tracebacks are for viewers and operators."""
+    client = staff("nobody")
+    response = client.get(f"{DASHBOARD}/{page.format(q=DEFAULT, failed=redis_jobs.failed)}")
+    assert response.status_code == 403
+    assert "django_rq.admin" in response.content.decode()
+
+
+@pytest.mark.parametrize("action", ["delete", "requeue"])
+def test_an_action_on_a_job_gone_meanwhile_is_a_message_not_a_500(action, operator, redis_jobs):
+    gone = "00000000-0000-4000-8000-000000000000"
+    response = operator.post(f"{DASHBOARD}/queues/{DEFAULT}/{gone}/{action}/", follow=True)
+    assert response.status_code == 200
+    [message] = list(response.context["messages"])
+    assert "no longer exists" in str(message)
+
+
+def test_a_bulk_delete_with_a_job_gone_meanwhile_still_updates_the_history(operator, redis_jobs):
+    gone = "00000000-0000-4000-8000-000000000000"
+    form = {"action": "delete", "job_ids": [redis_jobs.queued, gone]}
+    response = operator.post(f"{DASHBOARD}/queues/actions/{DEFAULT}/", form, follow=True)
+    assert response.status_code == 200
+    assert JobRecord.objects.get(job_id=redis_jobs.queued).status == "deleted"
+
+
+def test_django_rq_pages_with_redis_down_say_so(viewer, down_redis):
+    response = viewer.get(f"{DASHBOARD}/queues/{DEFAULT}/")
+    assert response.status_code == 503
+    assert "Redis cannot be reached" in response.content.decode()
+
+
 # --- Our own actions on the job history ------------------------------------------------------------
 
 OUR_ACTIONS = [

@@ -30,26 +30,32 @@ class UploadLimitHandler(FileUploadHandler):
         self.limit = settings.THUMBNAIL_MAX_UPLOAD_BYTES
         self.dropped: list[OversizedUpload] = []
         self.received = 0
+        self.declared_too_large = False
+        self.declared_length: int | None = None
 
     def new_file(self, field_name, file_name, content_type, content_length, charset=None, content_type_extra=None):
         super().new_file(field_name, file_name, content_type, content_length, charset, content_type_extra)
         self.received = 0
-        if content_length is not None and content_length > self.limit:  # declared too large: skip it unread
-            self.drop(content_length)
+        # A part whose own header declares it too large is dropped at its first chunk, not here:
+        # the parser's cleanup after a skip closes each handler's current file, and here the
+        # storing handlers still hold the previous part's (an image the view is about to read).
+        self.declared_too_large = content_length is not None and content_length > self.limit
+        self.declared_length = content_length
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
-        if self.received > self.limit:
-            self.drop(self.received)
+        if self.declared_too_large or self.received > self.limit:
+            self.drop(max(self.received, self.declared_length or 0))
+            raise SkipFile  # the parser closes what the storing handlers wrote so far and discards the rest
         return raw_data
 
     def file_complete(self, file_size: int) -> None:
+        if self.declared_too_large:  # declared too large but empty: no chunk came to drop it
+            self.drop(self.declared_length)
         return None  # the next handler stores the file
 
-    def drop(self, size: int):
+    def drop(self, size: int) -> None:
         self.dropped.append(OversizedUpload(self.field_name, self.file_name, self.content_type, size))
-        # The parser closes what the storing handlers wrote so far and discards the rest.
-        raise SkipFile
 
 
 def uploaded_files(request: HttpRequest) -> MultiValueDict:

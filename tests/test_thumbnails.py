@@ -241,6 +241,34 @@ def test_an_oversized_file_is_dropped_while_parsing(settings, rf):
     assert stand_in.name == "big.png" and stand_in.size > 1000
 
 
+def test_a_later_part_declared_too_large_leaves_the_image_before_it_intact(fake_redis, media):
+    """A part's own Content-Length over the limit drops that part only; the image read before it is kept."""
+    boundary = "XyZ"
+
+    def part(headers: list[tuple[str, str]], body: bytes) -> bytes:
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        return f"--{boundary}\r\n{head}\r\n".encode() + body + b"\r\n"
+
+    body = (
+        part([("Content-Disposition", 'form-data; name="type"')], b"thumbnail")
+        + part(
+            [("Content-Disposition", 'form-data; name="image"; filename="a.png"'), ("Content-Type", "image/png")],
+            images.noisy_png((40, 30)),
+        )
+        + part(
+            [
+                ("Content-Disposition", 'form-data; name="other"; filename="b.bin"'),
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Length", "999999999"),
+            ],
+            b"x",
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    response = Client().generic("POST", "/tasks", body, content_type=f"multipart/form-data; boundary={boundary}")
+    assert response.status_code == 202, response.content
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

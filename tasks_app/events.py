@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import redis
-import redis.asyncio
 from django.conf import settings
+
+from tasks_app import services
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +112,14 @@ class EventHub:
         self.connected = asyncio.Event()
         self.runner: asyncio.Task | None = None
 
-    async def listen(self, task_ids: list[str]) -> asyncio.Queue:
-        """Register interest in some tasks; the returned queue receives their status dicts."""
+    async def ready(self) -> None:
+        """Start the subscription if it is not running; wait until it is connected (TimeoutError)."""
         if self.runner is None or self.runner.done():
             self.runner = asyncio.get_running_loop().create_task(self.run())
         await asyncio.wait_for(self.connected.wait(), timeout=settings.REDIS_CONNECT_TIMEOUT + 1.5)
+
+    def listen(self, task_ids: list[str]) -> asyncio.Queue:
+        """Register interest in some tasks; the returned queue receives their status dicts."""
         queue: asyncio.Queue = asyncio.Queue(maxsize=256)
         for task_id in task_ids:
             self.listeners.setdefault(task_id, set()).add(queue)
@@ -141,9 +145,7 @@ class EventHub:
     async def run(self) -> None:
         """Subscribe, dispatch, and resubscribe after a lost connection."""
         while True:
-            client = redis.asyncio.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT, health_check_interval=10
-            )
+            client = services.build_subscription_connection(settings.RQ_QUEUES[services.DEFAULT_QUEUE])
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(CHANNEL)
@@ -183,12 +185,18 @@ def hub() -> EventHub:
 
 async def stream_async(
     task_ids: list[str],
-    queue: asyncio.Queue,
     read_status: Callable[[str], Any],
     is_terminal: Callable[[str], bool],
 ) -> AsyncIterator[bytes]:
-    """Yield SSE frames for some tasks until all have ended (or the client goes away)."""
+    """Yield SSE frames for some tasks until all have ended (or the client goes away).
+
+    The tasks are registered here, in the body, so that a client gone before the body starts
+    leaves nothing registered. Every keepalive also re-reads the tasks: a change that published
+    nothing (a job deleted from the admin, a registry cleaned up by RQ) still ends the stream.
+    """
     state = StreamState(task_ids, is_terminal)
+    events_hub = hub()
+    queue = events_hub.listen(task_ids)
     try:
         yield sse_preamble()
         for frame in await resync(state, read_status):
@@ -197,14 +205,16 @@ async def stream_async(
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
             except TimeoutError:
+                item = RESYNC
                 yield KEEPALIVE
-                continue
             frames = await resync(state, read_status) if item is RESYNC else [state.frame(item)]
             for frame in frames:
                 if frame:
                     yield frame
+    except services.QueueUnavailable as exc:  # the browser reconnects in a few seconds, or polls
+        logger.warning("event stream ended: %s", exc)
     finally:
-        hub().forget(task_ids, queue)
+        events_hub.forget(task_ids, queue)
 
 
 async def resync(state: StreamState, read_status: Callable[[str], Any]) -> list[bytes]:
@@ -250,7 +260,10 @@ def stream_sync(
             elif time.monotonic() - last_output > KEEPALIVE_SECONDS:
                 yield KEEPALIVE
                 last_output = time.monotonic()
-    except redis.RedisError as exc:  # the browser reconnects, or falls back to polling
+                for task_id in sorted(state.pending):  # a change that published nothing
+                    if frame := state.initial_frame(task_id, read_status(task_id)):
+                        yield frame
+    except (redis.RedisError, services.QueueUnavailable) as exc:  # the browser reconnects, or polls
         logger.warning("event stream ended: %s", exc)
     finally:
         pubsub.close()

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import django_rq
+import redis.asyncio
+import redis.asyncio.sentinel
 from django.conf import settings
 from redis import Redis
 from redis.backoff import NoBackoff
@@ -575,6 +577,27 @@ def build_connection(config: dict[str, Any]) -> Redis:
         **config.get("CONNECTION_KWARGS", {}),
     )
     return sentinel.master_for(config["MASTER_NAME"], retry=RedisRetry(NoBackoff(), 0))
+
+
+def build_subscription_connection(config: dict[str, Any]) -> redis.asyncio.Redis:
+    """Build the asyncio client of the event subscription for a RQ_QUEUES entry: its URL, or Sentinel.
+
+    No read timeout: a subscription waits for messages as long as there are none, and the
+    health checks find a dead connection instead.
+    """
+    if "SENTINELS" not in config:
+        url = settings.REDIS_URL  # without the read timeout that RQ_QUEUES' URL carries
+        return redis.asyncio.Redis.from_url(
+            url, socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT, health_check_interval=10
+        )
+    sentinel = redis.asyncio.sentinel.Sentinel(
+        config["SENTINELS"],
+        sentinel_kwargs=config.get("SENTINEL_KWARGS", {}),
+        db=config.get("DB") or 0,
+        password=config.get("PASSWORD"),
+        **config.get("CONNECTION_KWARGS", {}),
+    )
+    return sentinel.master_for(config["MASTER_NAME"], health_check_interval=10)
 
 
 @dataclass(frozen=True)

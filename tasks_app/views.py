@@ -216,10 +216,10 @@ async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) 
             return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     if isinstance(request, ASGIRequest):
         try:
-            queue = await events.hub().listen(task_ids)
+            await events.hub().ready()
         except TimeoutError:
             return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
-        body = events.stream_async(task_ids, queue, read_status_or_none, is_terminal)
+        body = events.stream_async(task_ids, read_status_or_none, is_terminal)
     else:
         body = events.stream_sync(task_ids, read_status_or_none, is_terminal, services.get_connection())
     response = StreamingHttpResponse(body, content_type="text/event-stream")

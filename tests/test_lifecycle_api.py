@@ -1,6 +1,8 @@
 """Delay, queue and cancel inputs of the API, and the event stream's framing, against fakeredis."""
 
+import asyncio
 import json
+import threading
 
 import pytest
 from django.test import Client
@@ -8,6 +10,7 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
+from tasks_app import events, services
 from tasks_app.events import StreamState
 from tasks_app.workers import InProcessJSONWorker
 from tests.test_views import assert_error
@@ -97,6 +100,57 @@ def test_stream_of_an_ended_task_under_wsgi(fake_redis):
     name, data = frames[0].split("\n")
     assert name == "event: status"
     assert json.loads(data.removeprefix("data: "))["task_status"] == "finished"
+
+
+def test_a_stream_ends_on_a_change_that_published_nothing(fake_redis, monkeypatch):
+    """A job deleted without an event (django-rq's pages, RQ's cleanup) ends the stream at the next keepalive."""
+    monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.1)
+    task_id = post({"type": 1}).json()["data"]["task_id"]
+    frames = iter(Client().get(f"/tasks/{task_id}/events").streaming_content)
+    assert next(frames) == b"retry: 3000\n\n"
+    assert b'"task_status": "queued"' in next(frames)
+    fake_redis.delete(f"rq:job:{task_id}")
+    rest = read_to_the_end(frames)
+    assert rest.endswith(b'event: missing\ndata: {"task_id": "%s"}\n\n' % task_id.encode())
+
+
+def test_a_stream_ends_cleanly_when_redis_goes_away(fake_redis, monkeypatch):
+    monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.1)
+    task_id = post({"type": 1}).json()["data"]["task_id"]
+    frames = iter(Client().get(f"/tasks/{task_id}/events").streaming_content)
+    next(frames), next(frames)
+
+    def unavailable(task_id):
+        raise services.QueueUnavailable("connection refused")
+
+    monkeypatch.setattr(services, "get_task_status", unavailable)
+    assert read_to_the_end(frames) == events.KEEPALIVE  # ended, no exception: the browser reconnects
+
+
+def read_to_the_end(frames, timeout: float = 10) -> bytes:
+    """The rest of a stream, which must end by itself within `timeout` seconds."""
+    read: list[bytes] = []
+    # A daemon thread: a stream that never ends fails the test instead of hanging the run.
+    reader = threading.Thread(target=lambda: read.append(b"".join(frames)), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert read, f"the stream was still open after {timeout} s"
+    return read[0]
+
+
+def test_a_stream_registers_its_tasks_only_once_it_runs():
+    """A client gone before the stream's body starts leaves nothing registered in the process's hub."""
+
+    async def scenario():
+        hub = events.hub()
+        body = events.stream_async(["a"], lambda task_id: None, lambda status: False)
+        assert hub.listeners == {}  # made, never started: nothing to clean up
+        assert await body.__anext__() == events.sse_preamble()
+        assert set(hub.listeners) == {"a"}
+        await body.aclose()
+        assert hub.listeners == {}
+
+    asyncio.run(scenario())
 
 
 def test_multi_stream_needs_ids(fake_redis):

@@ -1,13 +1,11 @@
 """GET /tasks/<id>/events: pushed updates from real workers, served by the ASGI server."""
 
 import asyncio
-import json
 import time
-import urllib.request
 
 import pytest
 
-from tests.support.http import create_task, request
+from tests.support.http import create_task, read_events, request
 from tests.support.processes import child_env, start_asgi_server, stop
 
 
@@ -19,21 +17,6 @@ def asgi_server(real_redis, tmp_path):
         yield base_url
     finally:
         stop(process)
-
-
-def read_events(url: str, timeout: float = 30) -> list[tuple[str, dict]]:
-    """Read a whole event stream (it ends by itself when the task ends)."""
-    events = []
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        assert response.headers["Content-Type"] == "text/event-stream"
-        name = None
-        for raw in response:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line.removeprefix("data: "))))
-    return events
 
 
 def test_stream_pushes_every_change_and_closes_when_the_task_ends(asgi_server, start_worker):

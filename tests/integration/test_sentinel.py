@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.support.http import request
+from tests.support.http import read_events, request
 from tests.support.processes import PROJECT_ROOT, child_env, manage_py, stop, wait_until
 from tests.support.sentinel import MASTER_NAME, sentinel_deployment
 from tests.support.webserver import production_env, uvicorn_server
@@ -53,6 +53,13 @@ def test_jobs_acknowledged_before_and_after_the_primary_dies_all_finish(tmp_path
                     assert status == 202
                     acknowledged.append(task_id)
                 wait_until(lambda: all_finished(base_url, acknowledged), 30, "the first jobs to finish")
+
+                # Pushed events come through Sentinel too (the subscription finds the master there).
+                status, followed = enqueue(base_url, 2)
+                assert status == 202
+                acknowledged.append(followed)
+                pushed = read_events(f"{base_url}/tasks/{followed}/events", timeout=20)
+                assert pushed[-1][1]["task_status"] == "finished", pushed
 
                 # A backlog that is still waiting, and one job running, when the primary dies.
                 for _ in range(5):

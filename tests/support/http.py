@@ -41,3 +41,18 @@ def task_status(base_url: str, task_id: str) -> dict:
     reply = request(f"{base_url}/tasks/{task_id}")
     assert reply.status == 200, reply.body
     return reply.body["data"]
+
+
+def read_events(url: str, timeout: float = 30) -> list[tuple[str, dict]]:
+    """Read a whole event stream (it ends by itself when the task ends)."""
+    events = []
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        assert response.headers["Content-Type"] == "text/event-stream"
+        name = None
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events

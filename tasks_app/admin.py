@@ -57,6 +57,7 @@ ROW_ACTIONS = (
 )
 # Per-row messages after an action; beyond this many, the rest are summed up in one line.
 MAX_ROW_MESSAGES = 20
+MAX_ACTION_ROWS = 1000  # rows one action may change in one request
 
 
 def exact_time_field(field_name: str, label: str) -> Callable[[admin.ModelAdmin, JobRecord], str]:
@@ -281,7 +282,8 @@ class JobRecordAdmin(admin.ModelAdmin):
             rows.delete()
             return "deleted"
 
-        return self.apply(request, queryset, delete, "deleted", log_change=False)  # logged as a deletion
+        self.apply(request, queryset, delete, "deleted", log_change=False)  # logged as a deletion
+        return None  # back to the list: the job's own page, where the button was, is gone
 
     def apply(
         self,
@@ -295,6 +297,16 @@ class JobRecordAdmin(admin.ModelAdmin):
 
         What was done is also written to the admin's log, so each job's History page says who did it.
         """
+        selected = queryset.count()
+        if selected > MAX_ACTION_ROWS:
+            # Each row is a round trip to Redis and a log entry: "select all" on a long history
+            # would hold a web thread for minutes. Narrow the list with its filters first.
+            messages.error(
+                request,
+                f"{selected} jobs are selected; an action takes at most {MAX_ACTION_ROWS} at a time. "
+                "Nothing was done: narrow the list with its filters, then select again.",
+            )
+            return None
         report = ActionReport()
         for record in queryset.only("pk", "job_id"):
             try:

@@ -109,7 +109,12 @@ class ConfirmationEmailForm(QueueOptionsForm):
     )
 
     def clean_email(self) -> str:
-        local, _, domain = self.cleaned_data["email"].rpartition("@")
+        address = self.cleaned_data["email"]
+        # Django accepts control characters inside a quoted local part ("\x01"@example.org);
+        # no mail server delivers to them, so the job would only fail its retries.
+        if any(ord(character) < 32 or ord(character) == 127 for character in address):
+            raise forms.ValidationError("Enter a valid email address.", code="invalid")
+        local, _, domain = address.rpartition("@")
         return f"{local}@{domain.lower()}"  # domains are case-insensitive; the local part may not be
 
     def enqueue(self, submitter: dict[str, Any]) -> str:

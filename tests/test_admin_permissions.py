@@ -310,6 +310,26 @@ def test_history_actions_say_which_rows_they_left_alone_and_why(action, state, r
     assert JobRecord.objects.get(job_id=job_id).status == state
 
 
+def test_an_action_on_too_many_rows_does_nothing_and_says_why(operator, redis_jobs, monkeypatch):
+    from tasks_app import admin as tasks_admin
+
+    monkeypatch.setattr(tasks_admin, "MAX_ACTION_ROWS", 1)
+    pks = list(JobRecord.objects.values_list("pk", flat=True))
+    assert len(pks) > 1
+    form = {"action": "cancel_jobs", "index": 0, "_selected_action": pks}
+    response = without_change(redis_jobs, lambda: operator.post(HISTORY, form, follow=True))
+    [message] = list(response.context["messages"])
+    assert message.level_tag == "error" and "at most 1 at a time" in str(message)
+
+
+def test_deleting_from_a_jobs_page_goes_back_to_the_list(operator, redis_jobs):
+    record = JobRecord.objects.get(job_id=redis_jobs.failed)
+    form = {"action": "delete_jobs", "index": 0, "_selected_action": [record.pk]}
+    response = operator.post(HISTORY, {**form, "next": f"{HISTORY}{record.pk}/change/"})
+    assert response.status_code == 302 and response["Location"] == HISTORY
+    assert not JobRecord.objects.filter(job_id=redis_jobs.failed).exists()
+
+
 def test_staff_without_the_view_permission_cannot_see_the_history_or_health(redis_jobs):
     client = staff("nobody")
     assert client.get(HISTORY).status_code == 403

@@ -167,6 +167,10 @@ def test_the_email_kind_has_its_own_policy(fake_redis):
             {"data": {"type": "confirmation_email", "email": ["a@example.org"]}, "content_type": "application/json"},
             id="JSON list",
         ),
+        pytest.param(
+            {"data": {"type": "confirmation_email", "email": '"\x01"@example.org'}, "content_type": "application/json"},
+            id="control character in a quoted local part",
+        ),
     ],
 )
 def test_a_bad_address_is_refused_with_400(fake_redis, kwargs):

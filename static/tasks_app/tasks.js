@@ -42,12 +42,16 @@ function remember(items) {
   }
 }
 
-function showNotice(message) {
+// A notice about the connection goes away with the next status that arrives; one about what
+// the person did (a task not created, not canceled) stays until they do something else.
+function showNotice(message, { connection = false } = {}) {
   notice.textContent = message;
+  notice.dataset.about = connection ? "connection" : "action";
   notice.hidden = false;
 }
 
-function clearNotice() {
+function clearNotice({ connectionOnly = false } = {}) {
+  if (connectionOnly && notice.dataset.about !== "connection") return;
   notice.hidden = true;
   notice.textContent = "";
 }
@@ -156,7 +160,7 @@ function handleStatus(data) {
   const row = rows.get(data.task_id);
   if (!row) return;
   latest.set(data.task_id, data);
-  clearNotice();
+  clearNotice({ connectionOnly: true });
   updateRow(row, data);
   if (TERMINAL.has(data.task_status)) finish(data.task_id);
 }
@@ -239,11 +243,12 @@ async function pollOnce(taskId) {
     } else if (response.status === 404) {
       markExpired(taskId);
     } else {
-      showNotice(errorText(body, `Could not read the status of task ${taskId} (HTTP ${response.status}).`));
+      const message = errorText(body, `Could not read the status of task ${taskId} (HTTP ${response.status}).`);
+      showNotice(message, { connection: true });
       delay = POLL_INTERVAL_MS * 3;
     }
   } catch {
-    showNotice("The server cannot be reached. Retrying…");
+    showNotice("The server cannot be reached. Retrying…", { connection: true });
     delay = POLL_INTERVAL_MS * 3;
   }
   setTimeout(() => pollOnce(taskId), delay);
@@ -385,8 +390,13 @@ document.querySelector("#clear-finished").addEventListener("click", () => {
 });
 
 // Tasks started from this browser before a reload: oldest first, so the newest ends on top.
+// All of them on one stream, opened once (not one stream opened and closed per row).
 for (const task of remembered().reverse()) {
   addRow(task);
-  streamingBroken = !("EventSource" in window); // a new task is a good moment to try pushing again
-  watch(task.id);
+  active.add(task.id);
+}
+if (streamingBroken) {
+  for (const taskId of active) poll(taskId);
+} else {
+  openStream();
 }

@@ -144,3 +144,37 @@ def test_rows_fall_back_to_polling_when_streaming_is_unavailable(live_server, pa
     row = page.locator("#tasks tbody tr").first
     expect(row.locator('[data-field="status"]')).to_have_text("finished", timeout=15_000)
     assert streams, "the page should have tried the event stream first"
+
+
+def test_a_refused_submission_stays_explained_while_other_rows_update(live_server, page, start_worker):  # noqa: F811
+    start_worker(burst=False, unit_seconds=1)
+    page.goto(live_server.url + "/")
+    page.get_by_role("button", name="Long").click()  # runs about 3 s, sending progress as it goes
+    rows = page.locator("#tasks tbody tr")
+    expect(rows.first.locator('[data-field="status"]')).to_have_text("started", timeout=10_000)
+
+    refusal = '{"status": "error", "message": "Too many new tasks: retry in 9 s."}'
+    page.route("**/tasks", lambda route: route.fulfill(status=429, body=refusal, content_type="application/json"))
+    page.get_by_role("button", name="Short").click()
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("Too many new tasks")
+    expect(rows.first.locator('[data-field="status"]')).to_have_text("finished", timeout=15_000)
+    expect(notice).to_be_visible()  # the row's updates did not wipe it
+    expect(notice).to_contain_text("Too many new tasks")
+
+
+def test_a_reload_follows_every_remembered_row_on_one_stream(live_server, page, start_worker):  # noqa: F811
+    start_worker(burst=False, unit_seconds=5)  # long enough that the rows are still running
+    page.goto(live_server.url + "/")
+    for name in ("Short", "Medium", "Long"):
+        page.get_by_role("button", name=name).click()
+    expect(page.locator("#tasks tbody tr")).to_have_count(3)
+
+    streams = []
+    page.on("request", lambda request: "/tasks/events" in request.url and streams.append(request.url))
+    page.reload()
+    expect(page.locator("#tasks tbody tr")).to_have_count(3)
+    expect(page.locator('#tasks tbody tr [data-field="status"]').first).to_have_text("queued")
+    page.wait_for_timeout(500)
+    assert len(streams) == 1, streams
+    assert streams[0].count("id=") == 3

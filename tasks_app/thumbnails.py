@@ -216,8 +216,17 @@ def delete_quietly(name: str) -> None:
         logger.exception("could not delete %s from storage", name)
 
 
+def upload_of(job) -> str | None:
+    """The stored upload a thumbnail job works on; None for any other job."""
+    return job.meta.get("upload") if job.meta.get("kind") == "thumbnail" else None
+
+
+def upload_exists(upload_name: str) -> bool:
+    return default_storage.exists(upload_name)
+
+
 def discard_files_of_unfinished_job(sender, job, status: str, **kwargs) -> None:
     """Receiver of signals.job_status_changed: a thumbnail job that will never finish leaves no files."""
-    if job.meta.get("kind") == "thumbnail" and status in UNFINISHED_END_STATUSES and job.meta.get("upload"):
-        discard(job.meta["upload"])
-        logger.info("job_id=%s ended %s; discarded its upload %s", job.id, status, job.meta["upload"])
+    if status in UNFINISHED_END_STATUSES and upload_of(job):
+        discard(upload_of(job))
+        logger.info("job_id=%s ended %s; discarded its upload %s", job.id, status, upload_of(job))

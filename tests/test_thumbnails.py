@@ -369,6 +369,22 @@ def page_client() -> tuple[Client, str]:
     return client, client.get("/").cookies["csrftoken"].value
 
 
+def test_a_thumbnail_job_whose_image_is_gone_is_not_requeued_to_fail_again(fake_redis, media):
+    task_id = submit(images.png()).json()["data"]["task_id"]
+    assert Client().post(f"/tasks/{task_id}/cancel").status_code == 200
+    assert stored_files(media) == []  # the image went with the canceled job
+    with pytest.raises(services.TaskStateConflict, match="its image was deleted when it ended canceled"):
+        services.requeue_task(task_id)
+    assert status(task_id)["task_status"] == "canceled"
+
+
+def test_deleting_a_thumbnail_job_deletes_its_files(fake_redis, media):
+    task_id = submit(images.png()).json()["data"]["task_id"]
+    assert len(stored_files(media)) == 1
+    assert services.delete_task(task_id) == "queued"
+    assert stored_files(media) == []
+
+
 def test_the_page_has_an_upload_form_that_works_without_javascript(fake_redis, media):
     client, token = page_client()
     html = client.get("/").content.decode()

@@ -102,8 +102,8 @@ def check(connection: Redis | None = None) -> list[AbandonedJob]:
     found = fail_abandoned_jobs(connection)
     for item in found:
         logger.warning("job_id=%s queue=%s %s -> %s", item.job_id, item.queue, item.reason, item.outcome)
-    # Rows left at "started" by changes that sent no signal (RQ's own cleanup, run by a dashboard page).
-    history.sync_stale_started_rows(timedelta(seconds=settings.TASK_ABANDONED_AFTER_SECONDS))
+    # Rows left behind by changes that sent no signal (RQ's own cleanup, run by a dashboard page).
+    history.sync_stale_rows(timedelta(seconds=settings.TASK_ABANDONED_AFTER_SECONDS))
     return found
 
 

@@ -222,11 +222,21 @@ def sync_with_redis(job_ids: Iterable[str]) -> None:
                 send_status_changed(job, status.value, connection)
 
 
-def sync_stale_started_rows(older_than: timedelta) -> None:
-    """Re-read jobs whose row says started and has not changed for a while."""
-    cutoff = timezone.now() - older_than
-    stale = JobRecord.objects.filter(status=JobRecord.Status.STARTED, updated_at__lt=cutoff)
-    sync_with_redis(stale.values_list("job_id", flat=True)[:SYNC_BATCH])
+WAITING_STATUSES = (JobRecord.Status.QUEUED, JobRecord.Status.SCHEDULED, JobRecord.Status.DEFERRED)
+
+
+def sync_stale_rows(older_than: timedelta) -> None:
+    """Catch up rows that have not changed for a while, the oldest first.
+
+    A row that says started is re-read. One that says queued, scheduled or deferred is only
+    checked for existence (one EXISTS each): such a job may wait for hours, but if it is gone
+    from Redis without a signal (lost with Redis's data, `rq empty`, expired) its row would
+    otherwise say it waits forever, and pruning, which keeps unfinished rows, would never take it.
+    """
+    stale = JobRecord.objects.filter(updated_at__lt=timezone.now() - older_than).order_by("updated_at")
+    sync_with_redis(stale.filter(status=JobRecord.Status.STARTED).values_list("job_id", flat=True)[:SYNC_BATCH])
+    waiting = stale.filter(status__in=WAITING_STATUSES).values_list("job_id", flat=True)[:SYNC_BATCH]
+    mark_deleted(services.missing_jobs(list(waiting)))
 
 
 def mark_deleted(job_ids: Iterable[str]) -> int:

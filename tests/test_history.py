@@ -300,8 +300,22 @@ def test_started_rows_left_behind_by_rqs_own_cleanup_are_caught_up(fake_redis):
     job.set_status("failed")  # RQ's StartedJobRegistry.cleanup fails abandoned jobs silently
     JobRecord.objects.filter(job_id=task_id).update(updated_at=timezone.now() - timedelta(minutes=5))
 
-    history.sync_stale_started_rows(timedelta(seconds=15))
+    history.sync_stale_rows(timedelta(seconds=15))
     assert row(task_id).status == "failed"
+
+
+def test_waiting_rows_of_jobs_gone_without_a_signal_are_marked_deleted(fake_redis):
+    waiting = [services.enqueue_task(1), services.enqueue_task(1, delay=3600)]
+    history.record_new_jobs()
+    for job_id in waiting:
+        fake_redis.delete(f"rq:job:{job_id}")  # lost with Redis's data, or emptied by hand
+    still_waiting = services.enqueue_task(1)
+    history.record_new_jobs()
+    JobRecord.objects.update(updated_at=timezone.now() - timedelta(minutes=5))
+
+    history.sync_stale_rows(timedelta(seconds=15))
+    assert [row(job_id).status for job_id in waiting] == ["deleted", "deleted"]
+    assert row(still_waiting).status == "queued"
 
 
 # --- Pruning --------------------------------------------------------------------------------------

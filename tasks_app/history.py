@@ -68,7 +68,12 @@ def record_new_jobs() -> int:
         try:
             recorded += insert_new_rows(job_ids)
         except Exception:
-            services.give_back_new_job_ids(job_ids)
+            try:
+                services.give_back_new_job_ids(job_ids)
+            except services.QueueUnavailable:
+                # Redis went away between the LPOP and now: say which jobs are without a row until
+                # their next change writes it (a scheduled job may take long to change).
+                logger.error("%d new jobs left without a history row: %s", len(job_ids), " ".join(job_ids))
             raise
         if len(job_ids) < NEW_JOBS_BATCH:
             break

@@ -145,6 +145,19 @@ def test_rows_that_cannot_be_written_are_kept_for_the_next_batch(fake_redis, mon
     assert row(task_id).status == "queued"
 
 
+def test_ids_that_cannot_be_given_back_are_named_in_the_log(fake_redis, monkeypatch, caplog):
+    job_id = services.enqueue_task(1)
+
+    def redis_gone(*args):
+        raise services.QueueUnavailable("Connection refused")
+
+    monkeypatch.setattr(services, "fetch_jobs", redis_gone)  # Redis went away after the LPOP...
+    monkeypatch.setattr(services, "give_back_new_job_ids", redis_gone)  # ...and is still away
+    with pytest.raises(services.QueueUnavailable):
+        history.record_new_jobs()
+    assert f"1 new jobs left without a history row: {job_id}" in caplog.text
+
+
 def test_a_worker_records_new_jobs_before_it_runs_them(fake_redis, settings):
     settings.TASK_UNIT_SECONDS = 0.01
     task_id = services.enqueue_task(0)

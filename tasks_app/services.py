@@ -305,6 +305,15 @@ def confirm_email(token: str) -> tuple[str, str]:
         return address, emails.record_confirmation(get_connection(), address)
 
 
+def read_confirmation(token: str) -> tuple[str, str | None]:
+    """The address a confirmation link is for, and when it was confirmed (None if not yet); records nothing.
+
+    Raises what confirm_email raises for links that cannot be used.
+    """
+    address = emails.read_token(token)
+    return address, email_confirmed_at(address)
+
+
 def email_confirmed_at(address: str) -> str | None:
     """When an address was confirmed through its link, or None."""
     with redis_outage_as_unavailable():

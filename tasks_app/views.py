@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods
 
 from tasks_app import emails, events, openapi, services, thumbnails
 from tasks_app.forms import (
@@ -109,12 +109,22 @@ def job_page_cancel(request: HttpRequest, task_id: str) -> HttpResponse:
     return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
 
 
+# The link's signed token is the proof; no session rides on it, so a forged POST gains nothing
+# (and a CSRF cookie would only fail people who open the link in a browser without cookies).
+@csrf_exempt
 @never_cache
-@require_GET
+@require_http_methods(["GET", "HEAD", "POST"])
 def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
-    """The link in a confirmation email: record the confirmation and say so (or why not)."""
+    """The link in a confirmation email: a page whose button records the confirmation (or says why not).
+
+    Opening the link changes nothing. Mail scanners and link previews fetch links on their own,
+    and must not confirm an address that nobody read.
+    """
     try:
-        address, confirmed_at = services.confirm_email(token)
+        if request.method == "POST":
+            services.confirm_email(token)
+            return HttpResponseRedirect(request.path, status=303)
+        address, confirmed_at = services.read_confirmation(token)
     except emails.ConfirmationExpired as exc:
         context = {
             "state": "expired",
@@ -127,9 +137,8 @@ def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
     except services.QueueUnavailable:
         context = {"state": "unavailable", "unavailable": QUEUE_DOWN_MESSAGE}
         return with_headers(render(request, "tasks_app/confirm.html", context, status=503), RETRY_AFTER)
-    return render(
-        request, "tasks_app/confirm.html", {"state": "confirmed", "email": address, "confirmed_at": confirmed_at}
-    )
+    context = {"state": "confirmed" if confirmed_at else "ready", "email": address, "confirmed_at": confirmed_at}
+    return render(request, "tasks_app/confirm.html", context)
 
 
 # --- JSON API for scripts -----------------------------------------------------------------------

@@ -75,22 +75,35 @@ def test_the_job_sends_a_link_that_confirms_the_address(fake_redis, site):
     assert "Sent to <strong>Ada@example.org</strong>" in job_page
     assert "Not confirmed yet" in job_page
 
-    page = Client().get(link_path(link))
+    page = Client().get(link_path(link))  # opening the link shows a button and confirms nothing
+    assert page.status_code == 200
+    assert 'data-state="ready"' in page.content.decode()
+    assert "no-cache" in page["Cache-Control"]
+    assert "Not confirmed yet" in Client().get(f"/jobs/{task_id}").content.decode()
+
+    page = Client().post(link_path(link), follow=True)  # the button
     assert page.status_code == 200
     html = page.content.decode()
     assert 'data-state="confirmed"' in html
     assert "<strong>Ada@example.org</strong> is confirmed" in html
-    assert "no-cache" in page["Cache-Control"]
 
     job_page = Client().get(f"/jobs/{task_id}").content.decode()
     assert 'The address is <strong class="status-finished">confirmed</strong>' in job_page
 
 
-def test_opening_a_link_twice_keeps_the_first_confirmation(fake_redis, site):
+def test_opening_a_link_confirms_nothing(fake_redis, site):
+    """Mail scanners and link previews fetch links too: only the page's button confirms."""
+    path = link_path(emails.confirmation_link("scanned@example.org"))
+    assert Client().get(path).status_code == 200
+    assert Client().head(path).status_code == 200
+    assert fake_redis.hlen(emails.CONFIRMED_KEY) == 0
+
+
+def test_confirming_twice_keeps_the_first_confirmation(fake_redis, site):
     path = link_path(emails.confirmation_link("twice@example.org"))
-    first = Client().get(path).content.decode()
+    first = Client().post(path, follow=True).content.decode()
     time.sleep(0.01)  # a later second, in microseconds at least
-    second = Client().get(path).content.decode()
+    second = Client().post(path, follow=True).content.decode()
     since = re.compile(r"\(since (\S+)\)")
     assert since.search(first).group(1) == since.search(second).group(1)
 
@@ -125,9 +138,10 @@ def altered(token: str) -> str:
     ],
 )
 def test_an_invalid_link_says_so(fake_redis, site, make_token):
-    response = Client().get(f"/confirm/{make_token()}")
-    assert response.status_code == 400
-    assert 'data-state="invalid"' in response.content.decode()
+    token = make_token()
+    for response in (Client().get(f"/confirm/{token}"), Client().post(f"/confirm/{token}")):
+        assert response.status_code == 400
+        assert 'data-state="invalid"' in response.content.decode()
     assert fake_redis.hlen(emails.CONFIRMED_KEY) == 0
 
 

@@ -29,9 +29,10 @@ def request_email(base_url: str, address: str) -> str:
     return reply.body["data"]["task_id"]
 
 
-def read_page(url: str) -> tuple[int, str]:
+def read_page(url: str, method: str = "GET") -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        request = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -58,6 +59,9 @@ def test_the_email_arrives_and_its_link_confirms_the_address(live_server, start_
     assert status == 200 and "Not confirmed yet" in html
 
     status, html = read_page(link)
+    assert status == 200 and 'data-state="ready"' in html  # opening the link confirms nothing yet
+
+    status, html = read_page(link, method="POST")  # the page's button; the answer leads back to the link
     assert status == 200
     assert "<strong>ada@example.org</strong> is confirmed" in html
 
@@ -86,5 +90,5 @@ def test_a_refusal_is_retried_with_back_off_and_one_message_arrives(live_server,
     assert mailbox.attempted_at[1] - mailbox.attempted_at[0] >= 1
     (message,) = mailbox.messages  # exactly one message delivered
     assert message["To"] == "grace@example.org"
-    status, html = read_page(confirmation_link(message))
+    status, html = read_page(confirmation_link(message), method="POST")
     assert status == 200 and "is confirmed" in html

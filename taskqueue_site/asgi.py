@@ -1,4 +1,4 @@
-"""The production entry point: `uvicorn taskqueue_site.asgi:application`.
+"""The ASGI application the production server runs (`python -m taskqueue_site.serve taskqueue_site.asgi:application`).
 
 Only the event streams need ASGI (hundreds may stay open without holding a thread each). Django
 runs every other request faster through its WSGI handler: under its ASGI handler each classic

@@ -160,10 +160,13 @@ def start_asgi_server(
     port: int | None = None,
     access_log: bool = False,
 ) -> tuple[subprocess.Popen, str]:
-    """Start the site under uvicorn (as in production) on a free port; wait until it answers."""
+    """Start the site under its production server (uvicorn, through taskqueue_site.serve) on a free port.
+
+    Waits until it answers.
+    """
     port = port or free_port()
     output = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
-    command = [sys.executable, "-m", "uvicorn", "taskqueue_site.asgi:application", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "taskqueue_site.serve", "taskqueue_site.asgi:application", "--host", "127.0.0.1"]
     command += ["--port", str(port), *([] if access_log else ["--no-access-log"]), *extra_args]
     process = subprocess.Popen(
         command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True

@@ -1,0 +1,108 @@
+"""The production server's supervisor (taskqueue_site/serve.py): connections shared out evenly,
+a dead worker replaced, SIGTERM stopping everything. Real processes, a real redis-server."""
+
+import http.client
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tasks_app.management.commands.runstack import descendants
+from tests.support.processes import child_env, redis_server, start_asgi_server, stop, wait_until
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The site under `python -m taskqueue_site.serve ... --workers 2`; yields (process, port)."""
+    with redis_server(tmp_path / "redis") as (redis_port, _redis):
+        env = child_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+        process, base_url = start_asgi_server(env, tmp_path / "web.log", "--workers", "2")
+        try:
+            yield process, int(base_url.rsplit(":", 1)[1])
+        finally:
+            stop(process)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The server's worker processes (multiprocessing's spawned children, not its resource tracker)."""
+    found = []
+    for child in descendants(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command:
+            found.append(child)
+    return found
+
+
+def established_sockets(port: int) -> set[str]:
+    """Inodes of the established TCP connections whose local port is `port` (Linux /proc/net/tcp)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                    inodes.add(inode)
+    return inodes
+
+
+def connections_held(pid: int, port: int) -> int:
+    wanted = {f"socket:[{inode}]" for inode in established_sockets(port)}
+    held = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            held += os.readlink(f"/proc/{pid}/fd/{fd}") in wanted
+        except OSError:
+            continue
+    return held
+
+
+def open_keep_alive_clients(port: int, count: int) -> list[http.client.HTTPConnection]:
+    """Connect `count` clients at once, then make one request on each and keep it open."""
+    clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(count)]
+    for client in clients:
+        client.connect()
+    for client in clients:
+        client.request("GET", "/healthz")
+        response = client.getresponse()
+        response.read()
+        assert response.status == 200
+    return clients
+
+
+def test_keep_alive_connections_are_shared_evenly_between_the_workers(server):
+    process, port = server
+    workers = wait_until(lambda: len(found := workers_of(process.pid)) == 2 and found, 10, "two workers")
+    clients = open_keep_alive_clients(port, 16)
+    try:
+        # uvicorn's own supervisor leaves this to whichever worker wakes first: 13/3, even 16/0.
+        assert sorted(connections_held(pid, port) for pid in workers) == [8, 8]
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_worker_that_dies_is_replaced_and_the_site_keeps_answering(server):
+    process, port = server
+    first, second = wait_until(lambda: len(found := workers_of(process.pid)) == 2 and found, 10, "two workers")
+    os.kill(first, signal.SIGKILL)
+    replaced = wait_until(
+        lambda: len(found := workers_of(process.pid)) == 2 and first not in found and found, 20, "a new worker"
+    )
+    assert second in replaced
+    for client in open_keep_alive_clients(port, 8):
+        client.close()
+
+
+def test_sigterm_stops_the_server_and_every_worker(server):
+    process, _port = server
+    workers = wait_until(lambda: len(found := workers_of(process.pid)) == 2 and found, 10, "two workers")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]

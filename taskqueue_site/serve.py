@@ -10,18 +10,26 @@ worker while the other idles: half the capacity, and a p99 twice what an even sp
 (README, "Benchmarks"). Here the supervisor accepts each connection and hands its socket (over a
 Unix socket, SCM_RIGHTS) to the worker with the fewest open connections. It handles no request
 data itself: after the hand-over, the client talks to the worker as before.
+
+A worker that stops (a restart, --limit-max-requests, SIGHUP) first shuts its channel for
+reading, so that the supervisor sends elsewhere, and gives back the connections still waiting in
+it; none is dropped.
 """
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import logging
 import multiprocessing
 import os
+import select
 import selectors
 import signal
 import socket
+import sys
 import threading
+import time
 from multiprocessing.sharedctypes import SynchronizedArray
 from types import FrameType
 
@@ -30,12 +38,20 @@ from uvicorn.config import Config
 
 logger = logging.getLogger("uvicorn.error")
 
-# Connections handed over in one message at most; and how long the supervisor waits between
-# looks at its workers (a dead one is replaced) when no connection arrives.
-FDS_PER_MESSAGE = 32
-CHECK_SECONDS = 0.5
-# Slots per worker in the shared array: connections received so far, connections open now.
-RECEIVED, OPEN = 0, 1
+FDS_PER_MESSAGE = 32  # connections passed in one message at most
+CHECK_SECONDS = 0.5  # how often the supervisor looks at its workers when nothing else happens
+STARTUP_FAILURE = 3  # uvicorn's exit code for a server that could not start
+MAX_FAILED_STARTS = 3  # workers in a row that die before serving: the supervisor gives up
+# The shared array holds these per worker: connections received so far, connections open now,
+# and the time of the worker's last tick (ms), which tells the supervisor it is alive.
+RECEIVED, OPEN, TICKED_AT = range(3)
+SLOTS = 3
+# Errors of accept() that mean "out of resources for now", as asyncio treats them.
+RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class ConnectionReceivingServer(uvicorn.Server):
@@ -59,18 +75,22 @@ class ConnectionReceivingServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         while True:
             try:
-                data, fds, _flags, _address = socket.recv_fds(self.channel, FDS_PER_MESSAGE, FDS_PER_MESSAGE)
+                data, fds, flags, _address = socket.recv_fds(self.channel, FDS_PER_MESSAGE, FDS_PER_MESSAGE)
             except (BlockingIOError, InterruptedError):
                 break
             if not data:  # the supervisor is gone: finish what is open, then stop
                 loop.remove_reader(self.channel.fileno())
                 self.should_exit = True
                 break
+            self.received += len(data)  # one byte a connection, whether its socket arrived or not
+            if flags & socket.MSG_CTRUNC:
+                logger.error("%d connections lost: this process has no file descriptors left", len(data) - len(fds))
             for fd in fds:
-                self.received += 1
                 connection = socket.socket(fileno=fd)
                 connection.setblocking(False)
-                task = loop.create_task(loop.connect_accepted_socket(self.create_protocol, connection))
+                task = loop.create_task(
+                    loop.connect_accepted_socket(self.create_protocol, connection, ssl=self.config.ssl)
+                )
                 self.arriving.add(task)
                 task.add_done_callback(self.arrived)
         self.report()
@@ -87,26 +107,49 @@ class ConnectionReceivingServer(uvicorn.Server):
             logger.warning("could not take over a connection: %s", task.exception())
 
     def report(self) -> None:
-        """Tell the supervisor how many connections came and how many are open (shared memory)."""
-        base = 2 * self.index
+        """Tell the supervisor how many connections came and are open, and that this loop runs."""
+        base = SLOTS * self.index
         self.counts[base + RECEIVED] = self.received
         self.counts[base + OPEN] = len(self.server_state.connections) + len(self.arriving)
+        self.counts[base + TICKED_AT] = now_ms()
 
     async def on_tick(self, counter: int) -> bool:
         self.report()  # every 0.1 s: closed connections show up here
         return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.give_back_waiting_connections()
+        await super().shutdown(sockets=[])
+
+    def give_back_waiting_connections(self) -> None:
+        """Stop taking connections, and return those already sent but not yet read."""
         with contextlib.suppress(ValueError, OSError):
             asyncio.get_running_loop().remove_reader(self.channel.fileno())
+        with contextlib.suppress(OSError):
+            self.channel.shutdown(socket.SHUT_RD)  # the supervisor's next send fails: it sends elsewhere
+        self.channel.setblocking(True)
+        self.channel.settimeout(1)
+        while True:
+            try:
+                data, fds, _flags, _address = socket.recv_fds(self.channel, FDS_PER_MESSAGE, FDS_PER_MESSAGE)
+            except OSError:
+                break
+            if not data:
+                break
+            try:
+                socket.send_fds(self.channel, [b"r" * len(fds)], fds)
+            except OSError as exc:
+                logger.error("could not give %d connections back: %s", len(fds), exc)
+            for fd in fds:
+                os.close(fd)
         self.channel.close()
-        await super().shutdown(sockets=[])
 
 
 def run_worker(config: Config, index: int, channel: socket.socket, counts: SynchronizedArray) -> None:
     """A worker process: configure logging as uvicorn's workers do, then serve what arrives."""
     config.configure_logging()
-    ConnectionReceivingServer(config, index, channel, counts).run()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches every process: uvicorn stops quietly
+        ConnectionReceivingServer(config, index, channel, counts).run()
 
 
 class Worker:
@@ -115,6 +158,7 @@ class Worker:
         self.process = process
         self.channel = channel
         self.sent = 0
+        self.closed = False  # its channel no longer takes connections: it stops, and is replaced
 
 
 class BalancingSupervisor:
@@ -124,44 +168,66 @@ class BalancingSupervisor:
         self.config = config
         self.sockets = sockets
         self.context = multiprocessing.get_context("spawn")
-        self.counts = self.context.Array("q", 2 * config.workers, lock=False)
+        self.counts = self.context.Array("q", SLOTS * config.workers, lock=False)
         self.workers: list[Worker] = []
+        self.selector = selectors.DefaultSelector()
         self.should_exit = threading.Event()
+        self.restart_requested = False
+        self.exit_code = 0
+        self.failed_starts = 0
         self.next_choice = 0
 
     def run(self) -> None:
         logger.info("Started parent process [%d]", os.getpid())
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.handle_exit)
-        self.workers = [self.start_worker(index) for index in range(self.config.workers)]
-        selector = selectors.DefaultSelector()
+        signal.signal(signal.SIGINT, self.handle_exit)
+        signal.signal(signal.SIGTERM, self.handle_exit)
+        signal.signal(signal.SIGHUP, self.handle_hup)
+        for unsupported in (signal.SIGTTIN, signal.SIGTTOU):  # uvicorn's "one worker more or less"
+            signal.signal(unsupported, self.handle_unsupported)
+        for index in range(self.config.workers):
+            self.workers.append(self.start_worker(index))
         for listener in self.sockets:
             listener.listen(self.config.backlog)  # uvicorn binds; its servers would listen
             listener.setblocking(False)
-            selector.register(listener, selectors.EVENT_READ)
+            self.selector.register(listener, selectors.EVENT_READ)
         try:
             while not self.should_exit.is_set():
-                for key, _ in selector.select(timeout=CHECK_SECONDS):
-                    self.accept_all(key.fileobj)
-                self.replace_dead_workers()
+                for key, _ in self.selector.select(timeout=CHECK_SECONDS):
+                    if key.data is None:
+                        self.accept_all(key.fileobj)
+                    else:
+                        self.take_back(key.data)
+                self.look_after_workers()
         finally:
-            selector.close()
             for listener in self.sockets:
                 listener.close()
             self.stop_workers()
+            self.selector.close()
         logger.info("Stopping parent process [%d]", os.getpid())
+        if self.exit_code:
+            sys.exit(self.exit_code)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.should_exit.set()
 
+    def handle_hup(self, sig: int, frame: FrameType | None) -> None:
+        self.restart_requested = True
+
+    def handle_unsupported(self, sig: int, frame: FrameType | None) -> None:
+        logger.warning("%s ignored: set the number of workers with --workers", signal.Signals(sig).name)
+
     def start_worker(self, index: int) -> Worker:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        base = SLOTS * index
+        self.counts[base + RECEIVED] = self.counts[base + OPEN] = self.counts[base + TICKED_AT] = 0
         process = self.context.Process(target=run_worker, args=(self.config, index, theirs, self.counts))
         process.start()
         theirs.close()
-        self.counts[2 * index + RECEIVED] = self.counts[2 * index + OPEN] = 0
+        mine.setblocking(False)  # a stuck worker must not stop the supervisor from accepting
+        worker = Worker(index, process, mine)
+        self.selector.register(mine, selectors.EVENT_READ, worker)  # connections it gives back
         logger.info("Started worker process [%d]", process.pid)
-        return Worker(index, process, mine)
+        return worker
 
     def accept_all(self, listener: socket.socket) -> None:
         while True:
@@ -169,22 +235,62 @@ class BalancingSupervisor:
                 connection, _address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno not in RESOURCE_ERRORS:
+                    raise
+                logger.error("cannot accept connections for now: %s; trying again in a second", exc)
+                time.sleep(1)  # the connections wait in the kernel's backlog meanwhile
+                return
             with connection:
                 self.hand_over(connection)
 
-    def hand_over(self, connection: socket.socket) -> None:
-        """Send a connection to the worker with the fewest open ones (counting those still in flight)."""
-        for _ in range(len(self.workers)):
-            worker = min(self.rotated(), key=self.load)
+    def take_back(self, worker: Worker) -> None:
+        """Connections a stopping worker returns, unread; the end of its channel when it is done."""
+        while True:
             try:
-                socket.send_fds(worker.channel, [b"c"], [connection.fileno()])
-            except OSError as exc:  # that worker is gone: the next look replaces it
-                logger.warning("worker [%d] cannot take connections: %s", worker.process.pid, exc)
-                worker.sent = -(10**9)  # never chosen again before it is replaced
-                continue
-            worker.sent += 1
-            return
-        logger.error("no worker could take a connection; closing it")
+                data, fds, _flags, _address = socket.recv_fds(worker.channel, FDS_PER_MESSAGE, FDS_PER_MESSAGE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                worker.closed = True
+                self.selector.unregister(worker.channel)
+                return
+            for fd in fds:
+                with socket.socket(fileno=fd) as connection:
+                    self.hand_over(connection)
+
+    def hand_over(self, connection: socket.socket) -> None:
+        """Send a connection to the worker with the fewest open ones (counting those still in flight).
+
+        When no worker can take it (all restarting, or too busy to read their channel), wait:
+        meanwhile the next connections wait in the kernel's backlog.
+        """
+        while not self.should_exit.is_set():
+            for worker in sorted(self.rotated(), key=self.load):
+                if worker.closed:
+                    continue
+                try:
+                    socket.send_fds(worker.channel, [b"c"], [connection.fileno()])
+                except BlockingIOError:
+                    continue
+                except OSError as exc:  # it shut its channel: it is stopping
+                    if exc.errno in (errno.EPIPE, errno.ECONNRESET):
+                        worker.closed = True
+                    else:
+                        logger.warning("worker [%d] could not take a connection: %s", worker.process.pid, exc)
+                    continue
+                worker.sent += 1
+                return
+            self.look_after_workers()
+            channels = [worker.channel for worker in self.workers if not worker.closed]
+            if channels:
+                select.select([], channels, [], 0.1)
+            else:
+                time.sleep(0.1)
 
     def rotated(self) -> list[Worker]:
         """The workers starting one further each time, so that ties are shared out in turn."""
@@ -192,21 +298,50 @@ class BalancingSupervisor:
         return self.workers[self.next_choice :] + self.workers[: self.next_choice]
 
     def load(self, worker: Worker) -> int:
-        if worker.sent < 0:
-            return 10**9
-        base = 2 * worker.index
+        base = SLOTS * worker.index
         in_flight = worker.sent - self.counts[base + RECEIVED]
         return self.counts[base + OPEN] + max(in_flight, 0)
 
-    def replace_dead_workers(self) -> None:
+    def look_after_workers(self) -> None:
+        """Replace the workers that stopped; stop one that hangs; restart all on SIGHUP."""
+        if self.restart_requested:
+            self.restart_requested = False
+            logger.info("Restarting the workers (SIGHUP)")
+            for worker in self.workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.process.pid, signal.SIGTERM)
+        deadline = now_ms() - int(self.config.timeout_worker_healthcheck * 1000)
         for position, worker in enumerate(self.workers):
-            if worker.process.is_alive() or self.should_exit.is_set():
+            if self.should_exit.is_set():
+                return
+            if worker.process.is_alive():
+                ticked_at = self.counts[SLOTS * worker.index + TICKED_AT]
+                if ticked_at and ticked_at < deadline:
+                    logger.error("worker process [%d] stopped answering; killing it", worker.process.pid)
+                    worker.process.kill()
                 continue
-            logger.error(
-                "worker process [%d] died (exit code %s); starting another", worker.process.pid, worker.process.exitcode
+            # A worker that died before its first tick never served: the next would fail alike.
+            never_ran = self.counts[SLOTS * worker.index + TICKED_AT] == 0
+            self.failed_starts = self.failed_starts + 1 if never_ran else 0
+            if self.failed_starts >= MAX_FAILED_STARTS:
+                logger.error("%d workers in a row could not start; stopping", self.failed_starts)
+                self.exit_code = STARTUP_FAILURE
+                self.should_exit.set()
+                return
+            logger.info(
+                "worker process [%d] ended (exit code %s); starting another",
+                worker.process.pid,
+                worker.process.exitcode,
             )
-            worker.channel.close()
+            self.retire(worker)
             self.workers[position] = self.start_worker(worker.index)
+
+    def retire(self, worker: Worker) -> None:
+        if not worker.closed:
+            self.take_back(worker)  # whatever it gave back before it went
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(worker.channel)
+        worker.channel.close()
 
     def stop_workers(self) -> None:
         """Ask every worker to finish (uvicorn's graceful shutdown), then make sure they are gone."""
@@ -221,6 +356,8 @@ class BalancingSupervisor:
                 logger.error("worker process [%d] did not stop in %d s; killing it", worker.process.pid, grace)
                 worker.process.kill()
                 worker.process.join()
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(worker.channel)
             worker.channel.close()
 
 

@@ -4,24 +4,49 @@ a dead worker replaced, SIGTERM stopping everything. Real processes, a real redi
 import http.client
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tasks_app.management.commands.runstack import descendants
-from tests.support.processes import child_env, redis_server, start_asgi_server, stop, wait_until
+from tests.support.processes import (
+    PROJECT_ROOT,
+    child_env,
+    free_port,
+    redis_server,
+    start_asgi_server,
+    stop,
+    wait_until,
+)
 
 
 @pytest.fixture
-def server(tmp_path):
-    """The site under `python -m taskqueue_site.serve ... --workers 2`; yields (process, port)."""
-    with redis_server(tmp_path / "redis") as (redis_port, _redis):
+def server_with(tmp_path):
+    """Start the site under `python -m taskqueue_site.serve ... --workers 2 <options>`; (process, port)."""
+    started = []
+
+    def start(*options: str) -> tuple[subprocess.Popen, int]:
+        redis = redis_server(tmp_path / "redis")
+        redis_port, _redis = redis.__enter__()
+        started.append(redis)
         env = child_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
-        process, base_url = start_asgi_server(env, tmp_path / "web.log", "--workers", "2")
-        try:
-            yield process, int(base_url.rsplit(":", 1)[1])
-        finally:
-            stop(process)
+        process, base_url = start_asgi_server(env, tmp_path / "web.log", "--workers", "2", *options)
+        started.append(process)
+        return process, int(base_url.rsplit(":", 1)[1])
+
+    yield start
+    for thing in reversed(started):
+        if isinstance(thing, subprocess.Popen):
+            stop(thing)
+        else:
+            thing.__exit__(None, None, None)
+
+
+@pytest.fixture
+def server(server_with):
+    return server_with()
 
 
 def workers_of(pid: int) -> list[int]:
@@ -106,3 +131,39 @@ def test_sigterm_stops_the_server_and_every_worker(server):
     assert process.wait(timeout=30) == 0
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_workers_that_retire_drop_no_connection(server_with):
+    """--limit-max-requests makes workers stop and be replaced all the time; no client notices."""
+    _process, port = server_with("--limit-max-requests", "20")
+    for _ in range(200):  # a new connection each time: ten generations of workers
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        client.request("GET", "/healthz")
+        assert client.getresponse().status == 200
+        client.close()
+
+
+def test_sighup_replaces_every_worker(server):
+    process, port = server
+    before = wait_until(lambda: len(found := workers_of(process.pid)) == 2 and found, 10, "two workers")
+    process.send_signal(signal.SIGHUP)
+    wait_until(lambda: len(found := workers_of(process.pid)) == 2 and not set(found) & set(before), 30, "new workers")
+    for client in open_keep_alive_clients(port, 4):
+        client.close()
+
+
+def test_an_application_that_cannot_start_stops_the_server(tmp_path):
+    command = [sys.executable, "-m", "taskqueue_site.serve", "taskqueue_site.asgi:no_such_application"]
+    command += ["--host", "127.0.0.1", "--port", str(free_port()), "--workers", "2"]
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert process.wait(timeout=60) == 3  # uvicorn's "could not start", not a restart loop
+    finally:
+        stop(process)

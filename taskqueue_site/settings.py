@@ -5,6 +5,7 @@ Every knob is an environment variable; README.md lists them all. Production is s
 """
 
 import json
+import math
 from os import environ
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -29,14 +30,26 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_float(name: str, default: float) -> float:
-    """Read a non-negative number from the environment."""
+    """Read a non-negative, finite number from the environment."""
+    value = env_number(name, default, float, "a number")
+    if not math.isfinite(value):  # nan would pass every later comparison, and switch checks off
+        raise ImproperlyConfigured(f"{name} must be a finite number, not {environ[name].strip()!r}")
+    return value
+
+
+def env_int(name: str, default: int) -> int:
+    """Read a non-negative whole number from the environment (0.9 is refused, not read as 0)."""
+    return env_number(name, default, int, "a whole number")
+
+
+def env_number(name: str, default, parse, kind: str):
     raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+        raise ImproperlyConfigured(f"{name} must be {kind}, not {raw!r}") from None
     if value < 0:
         raise ImproperlyConfigured(f"{name} must not be negative")
     return value
@@ -69,7 +82,7 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 # when the proxy's address is in FORWARDED_ALLOW_IPS, so request.is_secure() sees HTTPS.
 # /healthz needs no exemption: tasks_app.middleware.HealthCheckMiddleware answers it first.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_HSTS_SECONDS = int(env_float("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600))
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
 SESSION_COOKIE_SECURE = not DEBUG
@@ -128,7 +141,7 @@ DATABASES = {
     "default": dj_database_url.parse(
         environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         # Kept open between requests: every new task writes a history row.
-        conn_max_age=int(env_float("DATABASE_CONN_MAX_AGE", 60)),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -174,7 +187,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The public API takes small bodies only ({"type": 1}); anything larger is refused with a 400
 # before Django parses it.
-TASKS_MAX_BODY_BYTES = int(env_float("TASKS_MAX_BODY_BYTES", 16 * 1024))
+TASKS_MAX_BODY_BYTES = env_int("TASKS_MAX_BODY_BYTES", 16 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(TASKS_MAX_BODY_BYTES, 2_621_440)
 
 # --- Redis and RQ -------------------------------------------------------------------------------
@@ -230,7 +243,7 @@ REDIS_MASTER_NAME = environ.get("REDIS_MASTER_NAME", "").strip()
 if bool(REDIS_SENTINELS) != bool(REDIS_MASTER_NAME):
     raise ImproperlyConfigured("REDIS_SENTINELS and REDIS_MASTER_NAME must be set together")
 # With a URL these live in the URL; Sentinel has no URL, so they have their own variables.
-REDIS_DB = int(env_float("REDIS_DB", 0))
+REDIS_DB = env_int("REDIS_DB", 0)
 REDIS_PASSWORD = environ.get("REDIS_PASSWORD", "")
 REDIS_SENTINEL_PASSWORD = environ.get("REDIS_SENTINEL_PASSWORD", "")
 
@@ -304,7 +317,7 @@ RQ_API_TOKEN = environ.get("RQ_API_TOKEN", "")
 # Task type N sleeps N x TASK_UNIT_SECONDS (the original app: 10, 20, 30 seconds).
 TASK_UNIT_SECONDS = env_float("TASK_UNIT_SECONDS", 10.0)
 # How long finished and failed jobs stay readable through GET /tasks/<id>.
-TASK_RESULT_TTL = int(env_float("TASK_RESULT_TTL", 24 * 3600))
+TASK_RESULT_TTL = env_int("TASK_RESULT_TTL", 24 * 3600)
 
 
 def task_policies(defaults: dict[str, dict], raw: str) -> dict[str, dict]:
@@ -379,7 +392,7 @@ def parse_rate(raw: str) -> tuple[int, int] | None:
 TASKS_RATE_LIMIT = environ.get("TASKS_RATE_LIMIT", "60/m")
 parse_rate(TASKS_RATE_LIMIT)  # fail at start-up, not on the first request
 # New work is refused with 503 while the target queue holds this many waiting jobs (0: no limit).
-TASKS_MAX_QUEUE_DEPTH = int(env_float("TASKS_MAX_QUEUE_DEPTH", 10_000))
+TASKS_MAX_QUEUE_DEPTH = env_int("TASKS_MAX_QUEUE_DEPTH", 10_000)
 
 # --- Uploads, thumbnails and email -------------------------------------------------------------
 
@@ -424,8 +437,8 @@ SERVE_MEDIA = env_bool("DJANGO_SERVE_MEDIA", DEBUG)
 # Thumbnails fit in squares of these sizes (pixels), made from uploads of at most this many bytes
 # and pixels (more pixels than that is refused as a decompression bomb before decoding).
 THUMBNAIL_SIZES = env_int_list("THUMBNAIL_SIZES", [128, 256, 512], low=16, high=4096)
-THUMBNAIL_MAX_UPLOAD_BYTES = int(env_float("THUMBNAIL_MAX_UPLOAD_BYTES", 10 * 1024 * 1024))
-THUMBNAIL_MAX_PIXELS = int(env_float("THUMBNAIL_MAX_PIXELS", 50_000_000))
+THUMBNAIL_MAX_UPLOAD_BYTES = env_int("THUMBNAIL_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
+THUMBNAIL_MAX_PIXELS = env_int("THUMBNAIL_MAX_PIXELS", 50_000_000)
 # The first handler stops storing any uploaded file past THUMBNAIL_MAX_UPLOAD_BYTES, so an
 # oversized upload never fills the disk, whichever view receives it.
 FILE_UPLOAD_HANDLERS = [
@@ -439,7 +452,7 @@ SITE_URL = environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/") + "/"
 if urlsplit(SITE_URL).scheme not in {"http", "https"} or not urlsplit(SITE_URL).netloc:
     raise ImproperlyConfigured(f"SITE_URL must be an http:// or https:// address, not {SITE_URL!r}")
 # How long a confirmation link works.
-CONFIRMATION_MAX_AGE_SECONDS = int(env_float("CONFIRMATION_MAX_AGE_SECONDS", 2 * 24 * 3600))
+CONFIRMATION_MAX_AGE_SECONDS = env_int("CONFIRMATION_MAX_AGE_SECONDS", 2 * 24 * 3600)
 
 # Email: printed to the console in development; SMTP once EMAIL_HOST is set, and always in
 # production (a missing server then fails loudly instead of losing mail). EMAIL_BACKEND overrides.
@@ -450,7 +463,7 @@ EMAIL_BACKEND = environ.get("EMAIL_BACKEND", "").strip() or (
     else "django.core.mail.backends.console.EmailBackend"
 )
 EMAIL_HOST = EMAIL_HOST or "localhost"
-EMAIL_PORT = int(env_float("EMAIL_PORT", 25))
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
@@ -464,9 +477,9 @@ DEFAULT_FROM_EMAIL = environ.get("DEFAULT_FROM_EMAIL", "taskqueue <noreply@local
 # --- Job history and monitoring (the admin) --------------------------------------------------------
 
 # `manage.py prune_job_history` deletes rows of jobs that ended longer ago than this.
-TASK_HISTORY_RETENTION_DAYS = int(env_float("TASK_HISTORY_RETENTION_DAYS", 30))
+TASK_HISTORY_RETENTION_DAYS = env_int("TASK_HISTORY_RETENTION_DAYS", 30)
 # A busy worker heartbeats this often (RQ's job_monitoring_interval, 30 s by default in RQ).
-WORKER_HEARTBEAT_SECONDS = max(1, int(env_float("WORKER_HEARTBEAT_SECONDS", 5)))
+WORKER_HEARTBEAT_SECONDS = max(1, env_int("WORKER_HEARTBEAT_SECONDS", 5))
 # A started job whose worker has been silent this long is failed, or retried per its policy.
 TASK_ABANDONED_AFTER_SECONDS = env_float("TASK_ABANDONED_AFTER_SECONDS", 15)
 # Live workers look for such jobs this often (one of them at a time).

@@ -188,7 +188,11 @@ def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
                 raise RateLimited(retry_after=max(1, math.ceil(window - now % window)), limit=settings.TASKS_RATE_LIMIT)
         depth_limit = settings.TASKS_MAX_QUEUE_DEPTH
         if depth_limit:
-            depth = connection.llen(f"rq:queue:{queue_name}")
+            # Delayed jobs count too: they all land on the queue when they fall due.
+            with connection.pipeline(transaction=False) as pipeline:
+                pipeline.llen(f"rq:queue:{queue_name}")
+                pipeline.zcard(ScheduledJobRegistry(queue_name, connection=connection).key)
+                depth = sum(pipeline.execute())
             if depth >= depth_limit:
                 raise QueueFull(queue_name, depth)
 
@@ -510,6 +514,12 @@ def cancel_task(task_id: str) -> str:
                 send_stop_job_command(job.connection, job.id, serializer=JSONSerializer)
                 logger.info("stop requested job_id=%s", job.id)
                 return JobStatus.STOPPED.value
+            # Taken off its queue first, in one step: if a worker popped it since the status was
+            # read, it is starting, and canceling it would answer "canceled" for a job that runs.
+            if status == JobStatus.QUEUED and not job.connection.lrem(
+                Queue.redis_queue_namespace_prefix + job.origin, 0, job.id
+            ):
+                raise TaskStateConflict(f"Task {task_id} has just started; stop it instead.", JobStatus.STARTED.value)
             job.cancel()
             # A scheduled job also sits in the scheduled registry, which cancel() leaves alone.
             ScheduledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer).remove(job)

@@ -56,6 +56,15 @@ def test_a_full_queue_refuses_new_work_with_503(fake_redis, settings):
     assert high.status_code == 202
 
 
+def test_delayed_tasks_count_toward_the_depth(fake_redis, settings):
+    """They all land on the queue when they fall due: a pile of them is a full queue in waiting."""
+    settings.TASKS_MAX_QUEUE_DEPTH = 2
+    client = Client()
+    delayed = [client.post("/tasks", {"type": 1, "delay": 3600}).status_code for _ in range(2)]
+    assert delayed == [202, 202]
+    assert_error(client.post("/tasks", {"type": 1}), 503, field=None)
+
+
 def test_depth_limit_zero_disables_it(fake_redis, settings):
     settings.TASKS_MAX_QUEUE_DEPTH = 0
     assert {Client().post("/tasks", {"type": 0}).status_code for _ in range(20)} == {202}

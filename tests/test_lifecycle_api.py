@@ -76,6 +76,16 @@ def test_cancel_endpoint_answers(fake_redis):
     assert_error(client.post("/tasks/..%2Fetc/cancel"), 404, field=None)
 
 
+def test_cancel_of_a_job_a_worker_just_took_is_a_conflict_not_a_false_canceled(fake_redis):
+    """Between the status read and the cancel, a worker popped the job: it will run, so say so."""
+    task_id = post({"type": 1}).json()["data"]["task_id"]
+    fake_redis.lpop("rq:queue:default")  # what a worker's dequeue does; its status still reads queued
+    response = Client().post(f"/tasks/{task_id}/cancel")
+    body = assert_error(response, 409, field="task_status")
+    assert "has just started; stop it instead" in body["message"]
+    assert Client().get(f"/tasks/{task_id}").json()["data"]["task_status"] == "queued"  # not marked canceled
+
+
 def test_job_page_cancel_button(fake_redis):
     task_id = post({"type": 1}).json()["data"]["task_id"]
     client = Client(enforce_csrf_checks=True)

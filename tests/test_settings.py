@@ -124,6 +124,9 @@ def test_sentinel_settings_replace_the_url_for_every_queue():
         ({"REDIS_SENTINELS": "10.0.0.1", "REDIS_MASTER_NAME": "m"}, "REDIS_SENTINELS must be a list of host:port"),
         ({"REDIS_SENTINELS": "h:99999", "REDIS_MASTER_NAME": "m"}, "REDIS_SENTINELS must be a list of host:port"),
         ({"DJANGO_LOG_FORMAT": "xml"}, "DJANGO_LOG_FORMAT must be json or plain"),
+        ({"TASK_ABANDONED_AFTER_SECONDS": "nan"}, "TASK_ABANDONED_AFTER_SECONDS must be a finite number"),
+        ({"REDIS_SOCKET_TIMEOUT": "inf"}, "REDIS_SOCKET_TIMEOUT must be a finite number"),
+        ({"TASKS_MAX_QUEUE_DEPTH": "0.9"}, "TASKS_MAX_QUEUE_DEPTH must be a whole number"),
     ],
 )
 def test_half_or_malformed_redis_and_log_settings_refuse_to_start(env, message):
@@ -135,7 +138,7 @@ def test_half_or_malformed_redis_and_log_settings_refuse_to_start(env, message):
 # --- Every setting is documented -----------------------------------------------------------------
 
 # environ.get("X"), env_bool("X", ...), os.environ.get("X") in the code; ${X} in compose.yml.
-READ_FROM_CODE = re.compile(r"""(?:environ\.get|env_bool|env_float|env_list)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
+READ_FROM_CODE = re.compile(r"""(?:environ\.get|env_bool|env_float|env_int|env_list)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
 READ_BY_COMPOSE = re.compile(r"\$\{([A-Z][A-Z0-9_]+)")
 # Read by uvicorn itself (documented flags and variables of the production server).
 READ_BY_UVICORN = {"FORWARDED_ALLOW_IPS"}

@@ -15,22 +15,41 @@ def port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_runstack_serves_runs_jobs_and_stops_cleanly_on_ctrl_c(tmp_path):
-    web_port, redis_port = free_port(), free_port()
+def start_stack(
+    tmp_path,
+    web_port: int,
+    *options: str,
+    redis_port: int | None = None,
+    ready_within: float = 60,
+    **env_overrides: str,
+):
+    """`manage.py runstack` with a private Redis and web port; wait until it says it runs. Returns (process, log)."""
     log = tmp_path / "runstack.log"
-    env = child_env(TASK_UNIT_SECONDS="0.2", PYTHONUNBUFFERED="1")
+    env = child_env(PYTHONUNBUFFERED="1", **env_overrides)
     env.pop("REDIS_URL", None)
     stack = manage_py(
         "runstack",
         f"--port={web_port}",
-        f"--redis-port={redis_port}",
+        f"--redis-port={redis_port or free_port()}",
         f"--data-dir={tmp_path / 'redis'}",
+        *options,
         env=env,
         log_path=log,
     )
     try:
-        wait_until(lambda: "taskqueue is running at" in log.read_text() or stack.poll() is not None, 60, "the stack")
+        ready = lambda: "taskqueue is running at" in log.read_text() or stack.poll() is not None  # noqa: E731
+        wait_until(ready, ready_within, "the stack")
         assert stack.poll() is None, log.read_text()
+    except BaseException:
+        stop(stack)
+        raise
+    return stack, log
+
+
+def test_runstack_serves_runs_jobs_and_stops_cleanly_on_ctrl_c(tmp_path):
+    web_port, redis_port = free_port(), free_port()
+    stack, log = start_stack(tmp_path, web_port, redis_port=redis_port, TASK_UNIT_SECONDS="0.2")
+    try:
         base_url = f"http://127.0.0.1:{web_port}"
         assert f"taskqueue is running at {base_url}/" in log.read_text()
 
@@ -63,20 +82,9 @@ def alive(pid: int) -> bool:
 def test_ctrl_c_during_a_running_job_leaves_no_process_behind(tmp_path):
     """The job's work horse runs in a process group of its own; stopping the stack stops it too."""
     web_port = free_port()
-    log = tmp_path / "runstack.log"
-    env = child_env(TASK_UNIT_SECONDS="30", PYTHONUNBUFFERED="1")  # a type-1 task runs 30 s
-    env.pop("REDIS_URL", None)
-    stack = manage_py(
-        "runstack",
-        f"--port={web_port}",
-        f"--redis-port={free_port()}",
-        f"--data-dir={tmp_path / 'redis'}",
-        "--stop-grace=1",
-        env=env,
-        log_path=log,
-    )
+    # a type-1 task runs 30 s
+    stack, log = start_stack(tmp_path, web_port, "--stop-grace=1", TASK_UNIT_SECONDS="30")
     try:
-        wait_until(lambda: "taskqueue is running at" in log.read_text() or stack.poll() is not None, 60, "the stack")
         base_url = f"http://127.0.0.1:{web_port}"
         task_id = create_task(base_url, 1)
         wait_until(lambda: task_status(base_url, task_id)["task_status"] == "started", 30, "the job to start")
@@ -86,6 +94,16 @@ def test_ctrl_c_during_a_running_job_leaves_no_process_behind(tmp_path):
         assert stack.wait(timeout=30) == 0, log.read_text()
 
         assert wait_until(lambda: not [pid for pid in started if alive(pid)], 5, "every process to end")
+    finally:
+        stop(stack)
+
+
+def test_a_server_that_answers_with_an_error_still_counts_as_started(tmp_path):
+    """HOST=0.0.0.0 (or a host not in DJANGO_ALLOWED_HOSTS) makes / answer 400; the stack is up all the same."""
+    stack, _log = start_stack(tmp_path, free_port(), ready_within=25, DJANGO_ALLOWED_HOSTS="example.org")
+    try:
+        stack.send_signal(signal.SIGINT)
+        assert stack.wait(timeout=30) == 0
     finally:
         stop(stack)
 

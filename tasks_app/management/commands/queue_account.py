@@ -30,23 +30,25 @@ class Command(BaseCommand):
             help=f"do not prompt: a new account takes its password from {PASSWORD_VARIABLE}",
         )
 
-    @transaction.atomic
     def handle(self, *args, username: str, role: str, interactive: bool, **options):
-        create_queue_groups()
         user_model = get_user_model()
         user = user_model.objects.filter(**{user_model.USERNAME_FIELD: username}).first()
         created = user is None
         if created:
+            # Asked before the transaction: SQLite's write lock, held while someone types, would
+            # make every history write of the web and the workers wait and fail.
             user = user_model(**{user_model.USERNAME_FIELD: username})
             password = self.ask_password(user) if interactive else os.environ.get(PASSWORD_VARIABLE, "")
             if not password:
                 raise CommandError(f"A new account needs a password: run interactively or set {PASSWORD_VARIABLE}.")
             self.validate(password, user)
             user.set_password(password)
-        user.is_staff = True
-        user.save()
-        user.groups.remove(*Group.objects.filter(name__in=ROLES.values()))
-        user.groups.add(Group.objects.get(name=ROLES[role]))
+        with transaction.atomic():
+            create_queue_groups()
+            user.is_staff = True
+            user.save()
+            user.groups.remove(*Group.objects.filter(name__in=ROLES.values()))
+            user.groups.add(Group.objects.get(name=ROLES[role]))
         verb = "Created" if created else "Updated"
         self.stdout.write(f"{verb} {username}: staff, in the “{ROLES[role]}” group.")
 

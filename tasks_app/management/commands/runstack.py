@@ -125,6 +125,8 @@ class Command(BaseCommand):
             try:
                 with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own loopback server
                     return
+            except urllib.error.HTTPError:
+                return  # an answer, even a 400 (HOST=0.0.0.0 is not an allowed host): the server is up
             except (urllib.error.URLError, OSError):
                 if time.monotonic() > deadline:
                     raise CommandError(f"the web server did not answer at {url}") from None

@@ -231,6 +231,13 @@ async def resync(state: StreamState, read_status: Callable[[str], Any]) -> list[
 # --- WSGI: a subscription per stream ------------------------------------------------------------
 
 
+def reread(state: StreamState, read_status: Callable[[str], Any]) -> Iterator[bytes]:
+    """Read every pending task's status now (at the start and at each keepalive); frame what changed."""
+    for task_id in sorted(state.pending):
+        if frame := state.initial_frame(task_id, read_status(task_id)):
+            yield frame
+
+
 def stream_sync(
     task_ids: list[str],
     read_status: Callable[[str], Any],
@@ -243,9 +250,7 @@ def stream_sync(
     try:
         pubsub.subscribe(CHANNEL)
         yield sse_preamble()
-        for task_id in sorted(state.pending):
-            if frame := state.initial_frame(task_id, read_status(task_id)):
-                yield frame
+        yield from reread(state, read_status)
         last_output = time.monotonic()
         while not state.done:
             message = pubsub.get_message(timeout=1.0)
@@ -260,9 +265,7 @@ def stream_sync(
             elif time.monotonic() - last_output > KEEPALIVE_SECONDS:
                 yield KEEPALIVE
                 last_output = time.monotonic()
-                for task_id in sorted(state.pending):  # a change that published nothing
-                    if frame := state.initial_frame(task_id, read_status(task_id)):
-                        yield frame
+                yield from reread(state, read_status)  # a change that published nothing
     except (redis.RedisError, services.QueueUnavailable) as exc:  # the browser reconnects, or polls
         logger.warning("event stream ended: %s", exc)
     finally:

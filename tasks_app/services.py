@@ -539,7 +539,7 @@ def requeue_task(task_id: str) -> str:
             if status not in {"failed", "stopped", "canceled"}:
                 message = f"Task {task_id} is {status}; only failed, stopped or canceled tasks can be requeued."
                 raise TaskStateConflict(message, status)
-            if thumbnails.upload_of(job) and not thumbnails.upload_exists(thumbnails.upload_of(job)):
+            if (upload := thumbnails.upload_of(job)) and not thumbnails.upload_exists(upload):
                 # Its image went with it when it ended (thumbnails.discard_files_of_unfinished_job).
                 message = (
                     f"Task {task_id} cannot run again: its image was deleted when it ended {status}. Upload it again."
@@ -672,8 +672,8 @@ def delete_task(task_id: str) -> str:
         if status == JobStatus.STARTED:
             raise TaskStateConflict(f"Task {task_id} is running; stop it before deleting it.", status)
         job.delete()
-    if thumbnails.upload_of(job):  # a deleted job's files have no one left to use or clean them
-        thumbnails.discard(thumbnails.upload_of(job))
+    if upload := thumbnails.upload_of(job):  # a deleted job's files have no one left to use or clean them
+        thumbnails.discard(upload)
     logger.info("deleted job_id=%s (was %s)", task_id, status)
     return status
 

@@ -227,6 +227,6 @@ def upload_exists(upload_name: str) -> bool:
 
 def discard_files_of_unfinished_job(sender, job, status: str, **kwargs) -> None:
     """Receiver of signals.job_status_changed: a thumbnail job that will never finish leaves no files."""
-    if status in UNFINISHED_END_STATUSES and upload_of(job):
-        discard(upload_of(job))
-        logger.info("job_id=%s ended %s; discarded its upload %s", job.id, status, upload_of(job))
+    if status in UNFINISHED_END_STATUSES and (upload := upload_of(job)):
+        discard(upload)
+        logger.info("job_id=%s ended %s; discarded its upload %s", job.id, status, upload)

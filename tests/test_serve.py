@@ -1,6 +1,7 @@
 """The production server's supervisor (taskqueue_site/serve.py): connections shared out evenly,
 a dead worker replaced, SIGTERM stopping everything. Real processes, a real redis-server."""
 
+import contextlib
 import http.client
 import os
 import signal
@@ -25,23 +26,16 @@ from tests.support.processes import (
 @pytest.fixture
 def server_with(tmp_path):
     """Start the site under `python -m taskqueue_site.serve ... --workers 2 <options>`; (process, port)."""
-    started = []
+    with contextlib.ExitStack() as started:
 
-    def start(*options: str) -> tuple[subprocess.Popen, int]:
-        redis = redis_server(tmp_path / "redis")
-        redis_port, _redis = redis.__enter__()
-        started.append(redis)
-        env = child_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
-        process, base_url = start_asgi_server(env, tmp_path / "web.log", "--workers", "2", *options)
-        started.append(process)
-        return process, int(base_url.rsplit(":", 1)[1])
+        def start(*options: str) -> tuple[subprocess.Popen, int]:
+            redis_port, _redis = started.enter_context(redis_server(tmp_path / "redis"))
+            env = child_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+            process, base_url = start_asgi_server(env, tmp_path / "web.log", "--workers", "2", *options)
+            started.callback(stop, process)
+            return process, int(base_url.rsplit(":", 1)[1])
 
-    yield start
-    for thing in reversed(started):
-        if isinstance(thing, subprocess.Popen):
-            stop(thing)
-        else:
-            thing.__exit__(None, None, None)
+        yield start
 
 
 @pytest.fixture

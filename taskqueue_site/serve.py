@@ -13,10 +13,13 @@ data itself: after the hand-over, the client talks to the worker as before.
 
 A worker that stops (a restart, --limit-max-requests, SIGHUP) first shuts its channel for
 reading, so that the supervisor sends elsewhere, and gives back the connections still waiting in
-it; none is dropped.
+it, and those it took over whose client has not sent a byte yet (closing one of these would
+reset a request already on its way); none is dropped. Keep-alive connections idle between
+requests are closed, as uvicorn closes them, which HTTP clients expect.
 """
 
 import asyncio
+import collections
 import contextlib
 import errno
 import importlib
@@ -64,10 +67,12 @@ class ConnectionReceivingServer(uvicorn.Server):
         self.counts = counts
         self.received = 0
         self.arriving: set[asyncio.Task] = set()  # connections received, not yet taken over by a protocol
+        self.protocol_class: type[asyncio.Protocol] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])
         if self.started:
+            self.protocol_class = noting_first_bytes(self.config.http_protocol_class)
             self.channel.setblocking(False)
             asyncio.get_running_loop().add_reader(self.channel.fileno(), self.receive_connections)
 
@@ -97,9 +102,7 @@ class ConnectionReceivingServer(uvicorn.Server):
 
     def create_protocol(self) -> asyncio.Protocol:
         # What uvicorn's startup() builds for its own listening sockets.
-        return self.config.http_protocol_class(
-            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
-        )
+        return self.protocol_class(config=self.config, server_state=self.server_state, app_state=self.lifespan.state)
 
     def arrived(self, task: asyncio.Task) -> None:
         self.arriving.discard(task)
@@ -118,17 +121,31 @@ class ConnectionReceivingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.give_back_waiting_connections()
-        await super().shutdown(sockets=[])
+        reporting = asyncio.create_task(self.keep_reporting())  # stopping is not hanging
+        try:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(self.channel.fileno())
+            with contextlib.suppress(OSError):
+                self.channel.shutdown(socket.SHUT_RD)  # the supervisor's next send fails: it sends elsewhere
+            if self.arriving:  # received, not yet taken over: once they are, the silent ones can go back
+                await asyncio.wait(set(self.arriving), timeout=1)
+            self.channel.setblocking(True)
+            self.channel.settimeout(1)
+            self.give_back_waiting_connections()
+            self.give_back_silent_connections()
+            self.channel.close()
+            await super().shutdown(sockets=[])  # closes what is left as uvicorn does, and waits for the rest
+        finally:
+            reporting.cancel()
+
+    async def keep_reporting(self) -> None:
+        """While requests finish: the supervisor kills a worker whose loop stops ticking."""
+        while True:
+            self.report()
+            await asyncio.sleep(0.1)
 
     def give_back_waiting_connections(self) -> None:
-        """Stop taking connections, and return those already sent but not yet read."""
-        with contextlib.suppress(ValueError, OSError):
-            asyncio.get_running_loop().remove_reader(self.channel.fileno())
-        with contextlib.suppress(OSError):
-            self.channel.shutdown(socket.SHUT_RD)  # the supervisor's next send fails: it sends elsewhere
-        self.channel.setblocking(True)
-        self.channel.settimeout(1)
+        """Return the connections the supervisor sent that this worker has not read from its channel."""
         while True:
             try:
                 data, fds, _flags, _address = socket.recv_fds(self.channel, FDS_PER_MESSAGE, FDS_PER_MESSAGE)
@@ -142,7 +159,46 @@ class ConnectionReceivingServer(uvicorn.Server):
                 logger.error("could not give %d connections back: %s", len(fds), exc)
             for fd in fds:
                 os.close(fd)
-        self.channel.close()
+
+    def give_back_silent_connections(self) -> None:
+        """Return the connections taken over whose client has sent nothing yet.
+
+        uvicorn would close them; a request sent meanwhile would then meet a reset. The socket goes
+        back as it is (a duplicate of its descriptor), and closing this worker's copy ends nothing.
+        """
+        if self.config.ssl:  # a TLS session cannot change process halfway through its handshake
+            return
+        for protocol in list(self.server_state.connections):
+            transport = getattr(protocol, "transport", None)
+            if getattr(protocol, "heard_from_client", True) or transport is None or transport.is_closing():
+                continue
+            connection = transport.get_extra_info("socket")
+            if connection is None:
+                continue
+            transport.pause_reading()
+            duplicate = os.dup(connection.fileno())
+            try:
+                socket.send_fds(self.channel, [b"r"], [duplicate])
+            except OSError as exc:
+                logger.error("could not give a connection back: %s", exc)
+                transport.resume_reading()  # then it is closed below, as uvicorn does
+                continue
+            finally:
+                os.close(duplicate)
+            transport.abort()
+
+
+def noting_first_bytes(protocol_class: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, remembering whether the client has sent anything yet."""
+
+    class Protocol(protocol_class):  # type: ignore[valid-type,misc]
+        heard_from_client = False
+
+        def data_received(self, data: bytes) -> None:
+            self.heard_from_client = True
+            super().data_received(data)
+
+    return Protocol
 
 
 def run_worker(config: Config, index: int, channel: socket.socket, counts: SynchronizedArray) -> None:
@@ -176,6 +232,9 @@ class BalancingSupervisor:
         self.exit_code = 0
         self.failed_starts = 0
         self.next_choice = 0
+        # Connections accepted or given back that no worker has taken yet. While there are any,
+        # the supervisor accepts no more: the next ones wait in the kernel's backlog.
+        self.pending: collections.deque[socket.socket] = collections.deque()
 
     def run(self) -> None:
         logger.info("Started parent process [%d]", os.getpid())
@@ -198,9 +257,14 @@ class BalancingSupervisor:
                     else:
                         self.take_back(key.data)
                 self.look_after_workers()
+                self.dispatch()
+                if self.pending:
+                    self.wait_for_room()
         finally:
             for listener in self.sockets:
                 listener.close()
+            while self.pending:  # stopping: like those in the backlog, they are dropped
+                self.pending.popleft().close()
             self.stop_workers()
             self.selector.close()
         logger.info("Stopping parent process [%d]", os.getpid())
@@ -230,7 +294,7 @@ class BalancingSupervisor:
         return worker
 
     def accept_all(self, listener: socket.socket) -> None:
-        while True:
+        while not self.pending:
             try:
                 connection, _address = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -243,8 +307,8 @@ class BalancingSupervisor:
                 logger.error("cannot accept connections for now: %s; trying again in a second", exc)
                 time.sleep(1)  # the connections wait in the kernel's backlog meanwhile
                 return
-            with connection:
-                self.hand_over(connection)
+            self.pending.append(connection)
+            self.dispatch()
 
     def take_back(self, worker: Worker) -> None:
         """Connections a stopping worker returns, unread; the end of its channel when it is done."""
@@ -257,40 +321,45 @@ class BalancingSupervisor:
                 data, fds = b"", []
             if not data:
                 worker.closed = True
-                self.selector.unregister(worker.channel)
+                with contextlib.suppress(KeyError, ValueError):
+                    self.selector.unregister(worker.channel)
                 return
-            for fd in fds:
-                with socket.socket(fileno=fd) as connection:
-                    self.hand_over(connection)
+            self.pending.extend(socket.socket(fileno=fd) for fd in fds)
 
-    def hand_over(self, connection: socket.socket) -> None:
+    def dispatch(self) -> None:
+        """Hand the pending connections over, in order, for as long as a worker takes them."""
+        while self.pending and self.hand_over(self.pending[0]):
+            self.pending.popleft().close()  # the worker has its own descriptor now
+
+    def hand_over(self, connection: socket.socket) -> bool:
         """Send a connection to the worker with the fewest open ones (counting those still in flight).
 
-        When no worker can take it (all restarting, or too busy to read their channel), wait:
-        meanwhile the next connections wait in the kernel's backlog.
+        False when none can take it now: all restarting, or too busy to read their channel.
         """
-        while not self.should_exit.is_set():
-            for worker in sorted(self.rotated(), key=self.load):
-                if worker.closed:
-                    continue
-                try:
-                    socket.send_fds(worker.channel, [b"c"], [connection.fileno()])
-                except BlockingIOError:
-                    continue
-                except OSError as exc:  # it shut its channel: it is stopping
-                    if exc.errno in (errno.EPIPE, errno.ECONNRESET):
-                        worker.closed = True
-                    else:
-                        logger.warning("worker [%d] could not take a connection: %s", worker.process.pid, exc)
-                    continue
-                worker.sent += 1
-                return
-            self.look_after_workers()
-            channels = [worker.channel for worker in self.workers if not worker.closed]
-            if channels:
-                select.select([], channels, [], 0.1)
-            else:
-                time.sleep(0.1)
+        for worker in sorted(self.rotated(), key=self.load):
+            if worker.closed:
+                continue
+            try:
+                socket.send_fds(worker.channel, [b"c"], [connection.fileno()])
+            except BlockingIOError:
+                continue
+            except OSError as exc:  # it shut its channel: it is stopping
+                if exc.errno in (errno.EPIPE, errno.ECONNRESET):
+                    worker.closed = True
+                else:
+                    logger.warning("worker [%d] could not take a connection: %s", worker.process.pid, exc)
+                continue
+            worker.sent += 1
+            return True
+        return False
+
+    def wait_for_room(self) -> None:
+        """Wait up to 0.1 s for a worker's channel to take more (or for workers to be replaced)."""
+        channels = [worker.channel for worker in self.workers if not worker.closed]
+        if channels:
+            select.select([], channels, [], 0.1)
+        else:
+            time.sleep(0.1)
 
     def rotated(self) -> list[Worker]:
         """The workers starting one further each time, so that ties are shared out in turn."""

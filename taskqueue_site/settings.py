@@ -13,6 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from tasks_app.redis_sentinel import FailoverFollowingConnection
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -265,7 +267,11 @@ def sentinel_connection(
         "DB": db,
         "PASSWORD": password or None,
         "SOCKET_TIMEOUT": socket_timeout,
-        "CONNECTION_KWARGS": {"socket_connect_timeout": connect_timeout},
+        # Asks the sentinels again on every reconnection, retries included (tasks_app/redis_sentinel.py).
+        "CONNECTION_KWARGS": {
+            "socket_connect_timeout": connect_timeout,
+            "connection_class": FailoverFollowingConnection,
+        },
         # A sentinel answers at once or not at all: the connect timeout bounds both waits, so
         # even asking three dead sentinels fits in the two seconds the web allows itself.
         "SENTINEL_KWARGS": {

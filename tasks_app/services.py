@@ -38,6 +38,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 
 from taskqueue_site.settings import parse_rate
 from tasks_app import emails, tasks, thumbnails
+from tasks_app.redis_sentinel import FailoverFollowingAsyncConnection
 from tasks_app.signals import send_status_changed
 
 logger = logging.getLogger(__name__)
@@ -620,7 +621,7 @@ def build_subscription_connection(config: dict[str, Any]) -> redis.asyncio.Redis
         sentinel_kwargs=config.get("SENTINEL_KWARGS", {}),
         db=config.get("DB") or 0,
         password=config.get("PASSWORD"),
-        **config.get("CONNECTION_KWARGS", {}),
+        **{**config.get("CONNECTION_KWARGS", {}), "connection_class": FailoverFollowingAsyncConnection},
     )
     return sentinel.master_for(config["MASTER_NAME"], health_check_interval=10)
 

@@ -146,6 +146,27 @@ def test_sighup_replaces_every_worker(server):
         client.close()
 
 
+def test_connections_that_have_sent_nothing_yet_survive_a_restart(server):
+    """Closing them would reset a request already on its way; they go to the new workers instead."""
+    process, port = server
+    before = wait_until(lambda: len(found := workers_of(process.pid)) == 2 and found, 10, "two workers")
+    clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(4)]
+    try:
+        for client in clients:
+            client.connect()
+        wait_until(lambda: sum(connections_held(pid, port) for pid in before) == 4, 10, "the workers to hold them")
+        process.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: len(found := workers_of(process.pid)) == 2 and not set(found) & set(before), 30, "new workers"
+        )
+        for client in clients:
+            client.request("GET", "/healthz")
+            assert client.getresponse().status == 200
+    finally:
+        for client in clients:
+            client.close()
+
+
 def test_an_application_that_cannot_start_stops_the_server(tmp_path):
     command = [sys.executable, "-m", "taskqueue_site.serve", "taskqueue_site.asgi:no_such_application"]
     command += ["--host", "127.0.0.1", "--port", str(free_port()), "--workers", "2"]

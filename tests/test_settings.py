@@ -90,7 +90,10 @@ def test_an_unknown_redis_scheme_is_refused():
 
 
 def test_sentinel_settings_replace_the_url_for_every_queue():
-    code = "from django.conf import settings as s; import json; print(json.dumps(s.RQ_QUEUES))"
+    code = (
+        "from django.conf import settings as s; import json;"
+        "print(json.dumps(s.RQ_QUEUES, default=lambda o: f'{o.__module__}.{o.__qualname__}'))"
+    )
     result = manage(
         "shell",
         "-c",
@@ -112,7 +115,10 @@ def test_sentinel_settings_replace_the_url_for_every_queue():
         assert (config["DB"], config["PASSWORD"]) == (2, "redis-secret")
         assert config["SENTINEL_KWARGS"]["password"] == "sentinel-secret"
         assert config["SOCKET_TIMEOUT"] == 1.0
-        assert config["CONNECTION_KWARGS"] == {"socket_connect_timeout": 0.5}
+        assert config["CONNECTION_KWARGS"] == {
+            "socket_connect_timeout": 0.5,
+            "connection_class": "tasks_app.redis_sentinel.FailoverFollowingConnection",
+        }
         assert config["SERIALIZER"] == "rq.serializers.JSONSerializer"
 
 

@@ -8,12 +8,19 @@ long enqueueing failed and how many acknowledged jobs were lost, prints that, an
 to test-results/sentinel-failover.json.
 """
 
+import asyncio
 import contextlib
 import json
 import time
 
 import pytest
+from django_rq.connection_utils import get_redis_connection
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ConstantBackoff
+from redis.retry import Retry
 
+from taskqueue_site.settings import sentinel_connection
+from tasks_app.services import build_subscription_connection
 from tests.support.http import read_events, request
 from tests.support.processes import PROJECT_ROOT, child_env, manage_py, stop, wait_until
 from tests.support.sentinel import MASTER_NAME, sentinel_deployment
@@ -113,6 +120,41 @@ def test_jobs_acknowledged_before_and_after_the_primary_dies_all_finish(tmp_path
                 assert report["worker_survived"], "the worker quit instead of waiting for the new master"
         finally:
             stop(worker)
+
+
+def test_a_client_retrying_through_a_failover_reaches_the_new_master(tmp_path):
+    """The same connection, retried, asks the sentinels again (redis-py alone goes back to the dead primary).
+
+    Both clients are built from the queues' settings, as the worker's and the event stream's are.
+    """
+    with sentinel_deployment(tmp_path) as redis:
+        config = sentinel_connection(
+            [("127.0.0.1", port) for port in redis.sentinel_ports],
+            MASTER_NAME,
+            password=redis.password,
+            sentinel_password=redis.sentinel_password,
+            connect_timeout=0.5,
+            socket_timeout=1.0,
+        )
+        retries = (ConstantBackoff(0.25), 80)  # 20 s: the failover takes 2 to 5
+        client = get_redis_connection(config)
+        client.set_retry(Retry(*retries))
+
+        async def through_the_failover() -> None:
+            subscriber = build_subscription_connection(config)
+            subscriber.set_retry(AsyncRetry(*retries))
+            client.set("before", "sync")
+            await subscriber.set("before-async", "async")
+            redis.kill("primary")
+            client.set("after", "sync")  # each client has one connection, reconnected by its retries
+            await subscriber.set("after-async", "async")
+            await subscriber.aclose()
+
+        asyncio.run(through_the_failover())
+
+        assert redis.master_port() == redis.replica_port
+        promoted = redis.client(redis.replica_port)
+        assert promoted.mget("before", "after", "after-async") == [b"sync", b"sync", b"async"]
 
 
 def all_finished(base_url: str, task_ids: list[str]) -> bool:

@@ -15,7 +15,8 @@ A worker that stops (a restart, --limit-max-requests, SIGHUP) first shuts its ch
 reading, so that the supervisor sends elsewhere, and gives back the connections still waiting in
 it, and those it took over whose client has not sent a byte yet (closing one of these would
 reset a request already on its way); none is dropped. Keep-alive connections idle between
-requests are closed, as uvicorn closes them, which HTTP clients expect.
+requests are closed, as uvicorn closes them, which HTTP clients expect. Its replacement starts
+at once, while it finishes the requests in progress (an event stream may take a while).
 """
 
 import asyncio
@@ -26,7 +27,6 @@ import importlib
 import logging
 import multiprocessing
 import os
-import select
 import selectors
 import signal
 import socket
@@ -60,9 +60,9 @@ def now_ms() -> int:
 class ConnectionReceivingServer(uvicorn.Server):
     """A uvicorn server without a listening socket: its connections come from the supervisor."""
 
-    def __init__(self, config: Config, index: int, channel: socket.socket, counts: SynchronizedArray):
+    def __init__(self, config: Config, slot: int, channel: socket.socket, counts: SynchronizedArray):
         super().__init__(config)
-        self.index = index
+        self.slot = slot
         self.channel = channel
         self.counts = counts
         self.received = 0
@@ -111,7 +111,7 @@ class ConnectionReceivingServer(uvicorn.Server):
 
     def report(self) -> None:
         """Tell the supervisor how many connections came and are open, and that this loop runs."""
-        base = SLOTS * self.index
+        base = SLOTS * self.slot
         self.counts[base + RECEIVED] = self.received
         self.counts[base + OPEN] = len(self.server_state.connections) + len(self.arriving)
         self.counts[base + TICKED_AT] = now_ms()
@@ -176,15 +176,16 @@ class ConnectionReceivingServer(uvicorn.Server):
             if connection is None:
                 continue
             transport.pause_reading()
-            duplicate = os.dup(connection.fileno())
             try:
-                socket.send_fds(self.channel, [b"r"], [duplicate])
+                duplicate = os.dup(connection.fileno())
+                try:
+                    socket.send_fds(self.channel, [b"r"], [duplicate])
+                finally:
+                    os.close(duplicate)
             except OSError as exc:
                 logger.error("could not give a connection back: %s", exc)
-                transport.resume_reading()  # then it is closed below, as uvicorn does
+                transport.resume_reading()  # then uvicorn closes it, as it would have
                 continue
-            finally:
-                os.close(duplicate)
             transport.abort()
 
 
@@ -201,16 +202,16 @@ def noting_first_bytes(protocol_class: type[asyncio.Protocol]) -> type[asyncio.P
     return Protocol
 
 
-def run_worker(config: Config, index: int, channel: socket.socket, counts: SynchronizedArray) -> None:
+def run_worker(config: Config, slot: int, channel: socket.socket, counts: SynchronizedArray) -> None:
     """A worker process: configure logging as uvicorn's workers do, then serve what arrives."""
     config.configure_logging()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches every process: uvicorn stops quietly
-        ConnectionReceivingServer(config, index, channel, counts).run()
+        ConnectionReceivingServer(config, slot, channel, counts).run()
 
 
 class Worker:
-    def __init__(self, index: int, process: multiprocessing.process.BaseProcess, channel: socket.socket):
-        self.index = index
+    def __init__(self, slot: int, process: multiprocessing.process.BaseProcess, channel: socket.socket):
+        self.slot = slot  # its place in the shared array
         self.process = process
         self.channel = channel
         self.sent = 0
@@ -224,8 +225,12 @@ class BalancingSupervisor:
         self.config = config
         self.sockets = sockets
         self.context = multiprocessing.get_context("spawn")
-        self.counts = self.context.Array("q", SLOTS * config.workers, lock=False)
-        self.workers: list[Worker] = []
+        # Twice the slots of the workers: a replacement starts as soon as a worker stops taking
+        # connections, while the old one still finishes its requests (SSE streams may take long).
+        self.counts = self.context.Array("q", SLOTS * config.workers * 2, lock=False)
+        self.free_slots = list(range(config.workers * 2))
+        self.workers: list[Worker] = []  # those that take connections
+        self.draining: list[Worker] = []  # stopping: finishing their requests, already replaced
         self.selector = selectors.DefaultSelector()
         self.should_exit = threading.Event()
         self.restart_requested = False
@@ -243,15 +248,15 @@ class BalancingSupervisor:
         signal.signal(signal.SIGHUP, self.handle_hup)
         for unsupported in (signal.SIGTTIN, signal.SIGTTOU):  # uvicorn's "one worker more or less"
             signal.signal(unsupported, self.handle_unsupported)
-        for index in range(self.config.workers):
-            self.workers.append(self.start_worker(index))
+        for _ in range(self.config.workers):
+            self.workers.append(self.start_worker())
         for listener in self.sockets:
             listener.listen(self.config.backlog)  # uvicorn binds; its servers would listen
             listener.setblocking(False)
             self.selector.register(listener, selectors.EVENT_READ)
         try:
             while not self.should_exit.is_set():
-                for key, _ in self.selector.select(timeout=CHECK_SECONDS):
+                for key, _ in self.selector.select(timeout=0 if self.pending else CHECK_SECONDS):
                     if key.data is None:
                         self.accept_all(key.fileobj)
                     else:
@@ -280,15 +285,16 @@ class BalancingSupervisor:
     def handle_unsupported(self, sig: int, frame: FrameType | None) -> None:
         logger.warning("%s ignored: set the number of workers with --workers", signal.Signals(sig).name)
 
-    def start_worker(self, index: int) -> Worker:
+    def start_worker(self) -> Worker:
+        slot = self.free_slots.pop()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        base = SLOTS * index
+        base = SLOTS * slot
         self.counts[base + RECEIVED] = self.counts[base + OPEN] = self.counts[base + TICKED_AT] = 0
-        process = self.context.Process(target=run_worker, args=(self.config, index, theirs, self.counts))
+        process = self.context.Process(target=run_worker, args=(self.config, slot, theirs, self.counts))
         process.start()
         theirs.close()
         mine.setblocking(False)  # a stuck worker must not stop the supervisor from accepting
-        worker = Worker(index, process, mine)
+        worker = Worker(slot, process, mine)
         self.selector.register(mine, selectors.EVENT_READ, worker)  # connections it gives back
         logger.info("Started worker process [%d]", process.pid)
         return worker
@@ -314,16 +320,18 @@ class BalancingSupervisor:
         """Connections a stopping worker returns, unread; the end of its channel when it is done."""
         while True:
             try:
-                data, fds, _flags, _address = socket.recv_fds(worker.channel, FDS_PER_MESSAGE, FDS_PER_MESSAGE)
+                data, fds, flags, _address = socket.recv_fds(worker.channel, FDS_PER_MESSAGE, FDS_PER_MESSAGE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                data, fds = b"", []
+                data, fds, flags = b"", [], 0
             if not data:
                 worker.closed = True
                 with contextlib.suppress(KeyError, ValueError):
                     self.selector.unregister(worker.channel)
                 return
+            if flags & socket.MSG_CTRUNC:
+                logger.error("%d connections given back were lost: no file descriptors left", len(data) - len(fds))
             self.pending.extend(socket.socket(fileno=fd) for fd in fds)
 
     def dispatch(self) -> None:
@@ -343,11 +351,10 @@ class BalancingSupervisor:
                 socket.send_fds(worker.channel, [b"c"], [connection.fileno()])
             except BlockingIOError:
                 continue
-            except OSError as exc:  # it shut its channel: it is stopping
-                if exc.errno in (errno.EPIPE, errno.ECONNRESET):
-                    worker.closed = True
-                else:
-                    logger.warning("worker [%d] could not take a connection: %s", worker.process.pid, exc)
+            except OSError as exc:  # it shut its channel: it is stopping (or broken: it is replaced)
+                if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
+                    logger.error("worker [%d] could not take a connection: %s", worker.process.pid, exc)
+                worker.closed = True
                 continue
             worker.sent += 1
             return True
@@ -356,10 +363,13 @@ class BalancingSupervisor:
     def wait_for_room(self) -> None:
         """Wait up to 0.1 s for a worker's channel to take more (or for workers to be replaced)."""
         channels = [worker.channel for worker in self.workers if not worker.closed]
-        if channels:
-            select.select([], channels, [], 0.1)
-        else:
+        if not channels:
             time.sleep(0.1)
+            return
+        with selectors.DefaultSelector() as waiting:
+            for channel in channels:
+                waiting.register(channel, selectors.EVENT_WRITE)
+            waiting.select(timeout=0.1)
 
     def rotated(self) -> list[Worker]:
         """The workers starting one further each time, so that ties are shared out in turn."""
@@ -367,12 +377,12 @@ class BalancingSupervisor:
         return self.workers[self.next_choice :] + self.workers[: self.next_choice]
 
     def load(self, worker: Worker) -> int:
-        base = SLOTS * worker.index
+        base = SLOTS * worker.slot
         in_flight = worker.sent - self.counts[base + RECEIVED]
         return self.counts[base + OPEN] + max(in_flight, 0)
 
     def look_after_workers(self) -> None:
-        """Replace the workers that stopped; stop one that hangs; restart all on SIGHUP."""
+        """Replace the workers that stop or die; kill one that hangs; restart all on SIGHUP."""
         if self.restart_requested:
             self.restart_requested = False
             logger.info("Restarting the workers (SIGHUP)")
@@ -383,43 +393,58 @@ class BalancingSupervisor:
         for position, worker in enumerate(self.workers):
             if self.should_exit.is_set():
                 return
+            ticked_at = self.counts[SLOTS * worker.slot + TICKED_AT]
             if worker.process.is_alive():
-                ticked_at = self.counts[SLOTS * worker.index + TICKED_AT]
-                if ticked_at and ticked_at < deadline:
-                    logger.error("worker process [%d] stopped answering; killing it", worker.process.pid)
-                    worker.process.kill()
+                self.kill_if_hung(worker, deadline)
+                # Stopping after it served (not an application that cannot start): its
+                # replacement starts now, while it finishes its requests.
+                if worker.closed and ticked_at and self.free_slots:
+                    logger.info("worker process [%d] is finishing its requests; starting another", worker.process.pid)
+                    self.draining.append(worker)
+                    self.workers[position] = self.start_worker()
                 continue
             # A worker that died before its first tick never served: the next would fail alike.
-            never_ran = self.counts[SLOTS * worker.index + TICKED_AT] == 0
-            self.failed_starts = self.failed_starts + 1 if never_ran else 0
+            self.failed_starts = self.failed_starts + 1 if ticked_at == 0 else 0
             if self.failed_starts >= MAX_FAILED_STARTS:
                 logger.error("%d workers in a row could not start; stopping", self.failed_starts)
                 self.exit_code = STARTUP_FAILURE
                 self.should_exit.set()
                 return
-            logger.info(
-                "worker process [%d] ended (exit code %s); starting another",
-                worker.process.pid,
-                worker.process.exitcode,
-            )
             self.retire(worker)
-            self.workers[position] = self.start_worker(worker.index)
+            self.workers[position] = self.start_worker()
+        for worker in list(self.draining):
+            if worker.process.is_alive():
+                self.kill_if_hung(worker, deadline)
+            else:
+                self.draining.remove(worker)
+                self.retire(worker)
+
+    def kill_if_hung(self, worker: Worker, deadline: int) -> None:
+        ticked_at = self.counts[SLOTS * worker.slot + TICKED_AT]
+        if ticked_at and ticked_at < deadline:
+            logger.error("worker process [%d] stopped answering; killing it", worker.process.pid)
+            worker.process.kill()
 
     def retire(self, worker: Worker) -> None:
-        if not worker.closed:
-            self.take_back(worker)  # whatever it gave back before it went
+        """After a worker's end: take what it gave back before it went, and free its place."""
+        logger.info("worker process [%d] ended (exit code %s)", worker.process.pid, worker.process.exitcode)
+        self.take_back(worker)  # nothing more once its channel has ended
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(worker.channel)
         worker.channel.close()
+        self.free_slots.append(worker.slot)
 
     def stop_workers(self) -> None:
         """Ask every worker to finish (uvicorn's graceful shutdown), then make sure they are gone."""
-        for worker in self.workers:
+        everyone = self.workers + self.draining
+        for worker in everyone:
+            with contextlib.suppress(OSError):  # nothing comes back now: its give-backs fail at once
+                worker.channel.shutdown(socket.SHUT_RD)
             if worker.process.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.process.pid, signal.SIGTERM)
         grace = (self.config.timeout_graceful_shutdown or 30) + 5
-        for worker in self.workers:
+        for worker in everyone:
             worker.process.join(timeout=grace)
             if worker.process.is_alive():
                 logger.error("worker process [%d] did not stop in %d s; killing it", worker.process.pid, grace)

@@ -7,6 +7,7 @@ a failover (tasks_app/workers.py gives it about 30 s of retries) then knocks at 
 primary every time, gives up, and quits in the middle of a job. These classes ask the sentinels
 before every socket they open to the master, so each retry reaches whichever server is master
 by then. settings.RQ_QUEUES names the synchronous one; the event subscription uses the other.
+The settings make no TLS connections to Redis through Sentinel; that would need TLS variants.
 """
 
 import redis.asyncio.sentinel

@@ -3,6 +3,7 @@ a dead worker replaced, SIGTERM stopping everything. Real processes, a real redi
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -165,6 +166,36 @@ def test_connections_that_have_sent_nothing_yet_survive_a_restart(server):
     finally:
         for client in clients:
             client.close()
+
+
+def test_a_restart_serves_at_once_while_old_workers_finish_their_streams(server):
+    """SIGHUP with an event stream open on each worker: replacements start at once, beside them."""
+    process, port = server
+    before = wait_until(lambda: len(found := workers_of(process.pid)) == 2 and found, 10, "two workers")
+    poster = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    poster.request("POST", "/tasks", body=b'{"type": 1}', headers={"Content-Type": "application/json"})
+    reply = poster.getresponse()
+    assert reply.status == 202
+    task_id = json.loads(reply.read())["data"]["task_id"]  # no worker runs it: its stream stays open
+    poster.close()
+    streams = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(2)]
+    try:
+        for stream in streams:
+            stream.connect()
+        for stream in streams:
+            stream.request("GET", f"/tasks/{task_id}/events")
+            assert stream.getresponse().status == 200
+        assert sorted(connections_held(pid, port) for pid in before) == [1, 1]
+
+        process.send_signal(signal.SIGHUP)
+        wait_until(lambda: len(set(workers_of(process.pid)) - set(before)) == 2, 15, "two new workers")
+        for client in open_keep_alive_clients(port, 4):
+            client.close()
+        assert set(before) <= set(workers_of(process.pid))  # the old ones still finish their streams
+    finally:
+        for stream in streams:
+            stream.close()
+    wait_until(lambda: not set(before) & set(workers_of(process.pid)), 15, "the old workers to end")
 
 
 def test_an_application_that_cannot_start_stops_the_server(tmp_path):

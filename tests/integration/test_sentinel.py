@@ -137,8 +137,11 @@ def test_a_client_retrying_through_a_failover_reaches_the_new_master(tmp_path):
             socket_timeout=1.0,
         )
         retries = (ConstantBackoff(0.25), 80)  # 20 s: the failover takes 2 to 5
-        client = get_redis_connection(config)
-        client.set_retry(Retry(*retries))
+        pooled = get_redis_connection(config)
+        pooled.set_retry(Retry(*retries))
+        # One connection held throughout, as a worker holds its own in a blocking dequeue: taken
+        # from the pool afresh, a connection would have been connected through the sentinels anyway.
+        client = pooled.client()
 
         async def through_the_failover() -> None:
             subscriber = build_subscription_connection(config)

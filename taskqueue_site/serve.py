@@ -129,7 +129,6 @@ class ConnectionReceivingServer(uvicorn.Server):
                 self.channel.shutdown(socket.SHUT_RD)  # the supervisor's next send fails: it sends elsewhere
             if self.arriving:  # received, not yet taken over: once they are, the silent ones can go back
                 await asyncio.wait(set(self.arriving), timeout=1)
-            self.channel.setblocking(True)
             self.channel.settimeout(1)
             self.give_back_waiting_connections()
             self.give_back_silent_connections()

@@ -135,14 +135,12 @@ class SharedFields(dict):
         return dict(self)
 
 
-for form_class in (TaskForm, ThumbnailForm, ConfirmationEmailForm):
-    form_class.base_fields = SharedFields(form_class.base_fields)
-
-
 FORMS_BY_TYPE: dict[str, type[QueueOptionsForm]] = {
     "thumbnail": ThumbnailForm,
     "confirmation_email": ConfirmationEmailForm,
 }
+for form_class in {TaskForm, *FORMS_BY_TYPE.values()}:
+    form_class.base_fields = SharedFields(form_class.base_fields)
 
 
 def submission_form(data: Any, files: Any = None) -> QueueOptionsForm:

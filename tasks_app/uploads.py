@@ -30,7 +30,6 @@ class UploadLimitHandler(FileUploadHandler):
         self.limit = settings.THUMBNAIL_MAX_UPLOAD_BYTES
         self.dropped: list[OversizedUpload] = []
         self.received = 0
-        self.declared_too_large = False
         self.declared_length: int | None = None
 
     def new_file(self, field_name, file_name, content_type, content_length, charset=None, content_type_extra=None):
@@ -39,8 +38,11 @@ class UploadLimitHandler(FileUploadHandler):
         # A part whose own header declares it too large is dropped at its first chunk, not here:
         # the parser's cleanup after a skip closes each handler's current file, and here the
         # storing handlers still hold the previous part's (an image the view is about to read).
-        self.declared_too_large = content_length is not None and content_length > self.limit
         self.declared_length = content_length
+
+    @property
+    def declared_too_large(self) -> bool:
+        return self.declared_length is not None and self.declared_length > self.limit
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test lint format bench bench-push bench-load check-system-run check-system-test clean
+.PHONY: run test lint format bench bench-profile bench-push bench-load check-system-run check-system-test clean
 
 run: $(VENV)/.runtime check-system-run
 	$(PY) manage.py migrate --noinput
@@ -31,6 +31,11 @@ format: $(VENV)/.dev
 bench: $(VENV)/.dev check-system-test
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }
 	$(PY) bench/run.py
+
+# Where the web server's Python time goes under load, by layer (py-spy), written to bench/PROFILE.md.
+bench-profile: $(VENV)/.dev check-system-test
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }
+	$(PY) bench/cpu_profile.py
 
 # Push (Server-Sent Events) versus polling latency, written to bench/push_latency.md.
 bench-push: $(VENV)/.dev check-system-test

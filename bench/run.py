@@ -234,6 +234,21 @@ def tree_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def site_env(redis_url: str, scratch: Path) -> dict[str, str]:
+    """The environment of the site and workers under test: production settings, limits off, plain HTTP."""
+    return production_env(
+        child_env(
+            REDIS_URL=redis_url,
+            DJANGO_SETTINGS_MODULE="bench.settings",
+            DJANGO_SECURE_SSL_REDIRECT="false",  # plain HTTP on loopback
+            DJANGO_LOG_LEVEL="WARNING",
+            TASKS_RATE_LIMIT="off",
+            TASKS_MAX_QUEUE_DEPTH="0",
+        ),
+        scratch,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="length of each HTTP load run")
@@ -246,17 +261,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, redis_server(Path(scratch) / "redis") as (port, _):
         url = f"redis://127.0.0.1:{port}/0"
         connection = Redis.from_url(url)
-        env = production_env(
-            child_env(
-                REDIS_URL=url,
-                DJANGO_SETTINGS_MODULE="bench.settings",
-                DJANGO_SECURE_SSL_REDIRECT="false",  # plain HTTP on loopback
-                DJANGO_LOG_LEVEL="WARNING",
-                TASKS_RATE_LIMIT="off",
-                TASKS_MAX_QUEUE_DEPTH="0",
-            ),
-            Path(scratch),
-        )
+        env = site_env(url, Path(scratch))
         results["redis"] = redis_benchmark(port)
         connection.flushdb()
         results["raw_enqueue"], results["raw_enqueue_cpu_ms"] = raw_enqueue_rate(connection, args.seconds, args.repeats)

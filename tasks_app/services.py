@@ -23,6 +23,7 @@ from django.conf import settings
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as RedisRetry
 from redis.sentinel import Sentinel
@@ -37,7 +38,7 @@ from rq.worker import Worker
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from taskqueue_site.settings import parse_rate
-from tasks_app import emails, tasks, thumbnails
+from tasks_app import emails, redis_reads, tasks, thumbnails
 from tasks_app.redis_sentinel import FailoverFollowingAsyncConnection
 from tasks_app.signals import send_status_changed
 
@@ -365,8 +366,12 @@ def read_job_hash(task_id: str) -> dict[bytes, bytes]:
     """Read a job's hash in one round trip; refuse ids that cannot be ours and jobs that are gone."""
     if not TASK_ID_PATTERN.match(task_id):
         raise TaskNotFound(task_id)
-    with redis_outage_as_unavailable():
-        stored = get_connection().hgetall(Job.key_for(task_id))
+    try:
+        with redis_outage_as_unavailable():
+            stored = redis_reads.hgetall(get_connection(), Job.key_for(task_id))
+    except RedisResponseError as exc:  # WRONGTYPE: something other than a job sits under its key
+        logger.warning("job_id=%s is not a job's hash: %s", task_id, exc)
+        raise TaskNotFound(task_id) from None
     if not stored:
         raise TaskNotFound(task_id)
     return stored

@@ -287,6 +287,12 @@ def test_unknown_or_malformed_ids_answer_404(fake_redis, path):
     assert_error(response, 404, field=None)
 
 
+def test_a_key_that_is_not_a_jobs_hash_answers_404(fake_redis):
+    """Something else under a job's key (a list here) is no job: a 404, not Redis's WRONGTYPE as a 500."""
+    fake_redis.rpush("rq:job:00000000-0000-4000-8000-000000000000", "not a job")
+    assert_error(Client().get("/tasks/00000000-0000-4000-8000-000000000000"), 404, field=None)
+
+
 def test_a_pickled_job_is_never_read(fake_redis):
     """A job written to Redis as pickle (by someone else) is refused, not unpickled."""
     queue = Queue("default", connection=fake_redis)  # RQ's default serializer is pickle

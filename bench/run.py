@@ -46,6 +46,7 @@ class HttpResult:
     p99_ms: float
     non_2xx: int
     cpu_ms: float = 0.0  # CPU time the web server spent per request (all its processes)
+    switches: float = 0.0  # context switches of the web server's threads per request
 
 
 def median(values):
@@ -73,7 +74,7 @@ def latency_ms(output: str, quantile: str) -> float:
 def http_runs(
     url: str, clients: int, seconds: int, repeats: int, server_pid: int, script: Path | None = None
 ) -> HttpResult:
-    cpu_before = tree_cpu_seconds(server_pid)
+    cpu_before, switches_before = tree_cpu_seconds(server_pid), tree_context_switches(server_pid)
     runs = [wrk(url, clients, seconds, script) for _ in range(repeats)]
     requests = sum(run.rps * seconds for run in runs)
     return HttpResult(
@@ -82,6 +83,7 @@ def http_runs(
         median([run.p99_ms for run in runs]),
         sum(run.non_2xx for run in runs),
         (tree_cpu_seconds(server_pid) - cpu_before) * 1000 / requests,
+        (tree_context_switches(server_pid) - switches_before) / requests,
     )
 
 
@@ -249,6 +251,19 @@ def site_env(redis_url: str, scratch: Path) -> dict[str, str]:
     )
 
 
+def tree_context_switches(pid: int) -> int:
+    """Context switches so far of every thread of a process and its descendants (both kinds)."""
+    total = 0
+    for process in [pid, *descendants(pid)]:
+        for thread in Path(f"/proc/{process}/task").glob("*/status"):
+            try:
+                status = thread.read_text()
+            except OSError:
+                continue
+            total += sum(int(count) for count in re.findall(r"^\w*voluntary_ctxt_switches:\s+(\d+)", status, re.M))
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="length of each HTTP load run")
@@ -341,25 +356,26 @@ def render(results: dict, args) -> str:
         "",
         "## HTTP",
         "",
-        "CPU ms/req: CPU time the web server's processes spent per request, measured from /proc.",
+        "CPU ms/req: CPU time the web server's processes spent per request; switches/req: context switches "
+        "of their threads per request (voluntary and not); both from /proc.",
         "",
-        "| endpoint | clients | req/s | p50 ms | p99 ms | non-2xx | CPU ms/req | ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| endpoint | clients | req/s | p50 ms | p99 ms | non-2xx | CPU ms/req | switches/req | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for clients, result in results["post"].items():
         lines.append(
             f"| `POST /tasks` | {clients} | {result.rps:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | "
-            f"{result.non_2xx} | {result.cpu_ms:.2f} | {result.rps / raw:.2f}x raw enqueue |"
+            f"{result.non_2xx} | {result.cpu_ms:.2f} | {result.switches:.1f} | {result.rps / raw:.2f}x raw enqueue |"
         )
     get, finished, bare = results["get"], results["get_finished"], results["bare"]
     lines += [
         f"| `GET /tasks/<id>`, queued task | 16 | {get.rps:,.0f} | {get.p50_ms:.2f} | {get.p99_ms:.2f} | "
-        f"{get.non_2xx} | {get.cpu_ms:.2f} | {get.rps / bare.rps:.2f}x bare view |",
+        f"{get.non_2xx} | {get.cpu_ms:.2f} | {get.switches:.1f} | {get.rps / bare.rps:.2f}x bare view |",
         f"| `GET /tasks/<id>`, finished task | 16 | {finished.rps:,.0f} | {finished.p50_ms:.2f} | "
-        f"{finished.p99_ms:.2f} | {finished.non_2xx} | {finished.cpu_ms:.2f} | "
+        f"{finished.p99_ms:.2f} | {finished.non_2xx} | {finished.cpu_ms:.2f} | {finished.switches:.1f} | "
         f"{finished.rps / bare.rps:.2f}x bare view |",
         f"| bare Django JSON view | 16 | {bare.rps:,.0f} | {bare.p50_ms:.2f} | {bare.p99_ms:.2f} | "
-        f"{bare.non_2xx} | {bare.cpu_ms:.2f} | 1 |",
+        f"{bare.non_2xx} | {bare.cpu_ms:.2f} | {bare.switches:.1f} | 1 |",
         "",
         "Paired runs: a raw enqueue run, then `POST /tasks` at 16 clients right after it "
         "(raw jobs/s, POST req/s, ratio): "

@@ -9,6 +9,7 @@ of a request between Django, RQ, redis-py, uvicorn and our own code. Writes benc
 """
 
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -28,27 +29,32 @@ import rq
 from redis import Redis
 
 from bench.run import BENCH_DIR, HttpResult, http_runs, post_task, run_burst_worker, site_env, wrk
-from tests.support.processes import redis_server, start_asgi_server, stop
+from tests.support.processes import PROJECT_ROOT, redis_server, start_asgi_server, stop
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 CLIENTS = 16
 SAMPLES_PER_SECOND = 100  # py-spy shares the two cores with the server; more samples slow it down more
 
 # The first part of a frame's file (as py-spy prints it, relative to sys.path) names its layer.
+# asyncio is the standard library's, but its frames are the event loop's own work (and uvloop's,
+# in C under them): a layer of its own rather than charged to uvicorn, which runs the loop.
 LAYERS = {
     "django": "Django",
     "rq": "RQ and django-rq",
     "django_rq": "RQ and django-rq",
     "redis": "redis-py",
-    "uvicorn": "uvicorn",
-    "httptools": "uvicorn",
-    "uvloop": "uvicorn",
+    "uvicorn": "uvicorn (HTTP)",
+    "httptools": "uvicorn (HTTP)",
+    "asyncio": "event loop (asyncio, uvloop)",
+    "uvloop": "event loop (asyncio, uvloop)",
     "taskqueue_site": "ours: serving (serve.py, asgi.py)",
     "tasks_app": "ours: the app (tasks_app)",
+    "bench": "the bench's bare view",
 }
 OTHER_PACKAGES = "other packages"
-STANDARD_LIBRARY = "Python alone (threads, event loop)"
+STANDARD_LIBRARY = "the rest of the standard library alone (thread pool, start-up)"
 LAYER_ORDER = [*dict.fromkeys(LAYERS.values()), OTHER_PACKAGES, STANDARD_LIBRARY]
+STANDARD_LIBRARY_DIR = re.compile(r"/lib/python3\.\d+/")
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
 
 Stacks = Counter[tuple[str, ...]]  # a stack (outermost frame first) and how many samples had it
@@ -80,11 +86,16 @@ def read_stacks(text: str) -> Stacks:
 
 
 def layer_of(file: str) -> str | None:
-    """The layer a source file belongs to; None for Python's standard library."""
+    """The layer a source file belongs to; None for Python's standard library (but asyncio)."""
     if file.startswith("<"):  # <frozen importlib._bootstrap>, <string>
         return None
+    # py-spy shortens paths on sys.path; one it could not is cut the same way here.
     if "site-packages/" in file:
         file = file.rsplit("site-packages/", 1)[1]
+    elif file.startswith(f"{PROJECT_ROOT}/"):
+        file = file.removeprefix(f"{PROJECT_ROOT}/")
+    elif match := STANDARD_LIBRARY_DIR.search(file):
+        file = file[match.end() :]
     top = file.split("/", 1)[0].removesuffix(".py")
     if top in LAYERS:
         return LAYERS[top]
@@ -92,7 +103,7 @@ def layer_of(file: str) -> str | None:
 
 
 def charged_layer(stack: tuple[str, ...]) -> str:
-    """The layer a sample's CPU is charged to: that of its innermost frame outside the standard library."""
+    """The layer a sample is charged to: that of its innermost frame outside the standard library."""
     for frame in reversed(stack):
         if layer := layer_of(FRAME.match(frame)["file"]):
             return layer
@@ -134,7 +145,7 @@ def profile(scenario: Scenario, base_url: str, server_pid: int, seconds: int, ou
             f"--rate={SAMPLES_PER_SECOND}",
             "--format=raw",
             f"--output={output}",
-            f"--duration={seconds}",
+            f"--duration={seconds + 1}",  # the load starts a second after it
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -142,7 +153,10 @@ def profile(scenario: Scenario, base_url: str, server_pid: int, seconds: int, ou
         start_new_session=True,  # stop() ends it by its process group
     )
     try:
-        wrk(url, CLIENTS, seconds, scenario.script)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            sampler.wait(timeout=1)  # py-spy refused at once (no ptrace rights): no load run for nothing
+        if sampler.returncode is None:
+            wrk(url, CLIENTS, seconds, scenario.script)
         log, _ = sampler.communicate(timeout=seconds + 30)
     finally:
         stop(sampler)
@@ -170,7 +184,9 @@ def render(profiles: list[Profile], seconds: int) -> str:
         "Python's standard library: `json.dumps` called by Django is Django's, `socket.sendall` called by "
         "redis-py is redis-py's, and `uvicorn` includes the C event loop (uvloop) and httptools under it. "
         "What runs without the GIL (the kernel's side of socket calls, threads waiting for the GIL) is "
-        "not sampled: the shares are of the Python work, beside the whole CPU per request.",
+        "not sampled: the shares are of the Python work, beside the whole CPU per request. py-spy reads "
+        "the processes without pausing them (`--nonblocking`), so a few stacks are torn; they are "
+        "charged like the others.",
         "",
         "## Share of the Python work, by layer",
         "",

@@ -1,23 +1,27 @@
-"""Read-only Redis commands on a connection of the calling thread's own, outside redis-py's pool.
+"""The status read (one HGETALL) on a Redis connection of the calling thread's own, outside redis-py's pool.
 
 `GET /tasks/<id>` is the request scripts make most, and it is one HGETALL. Through redis-py's
 client that read takes the pool's lock, polls the socket for stray data, records telemetry and
-goes through the client's retry wrapper; under the production server (four threads a process,
-one GIL) that was ~0.08 ms of the request's ~0.56 ms of CPU (README, "Benchmarks"). A thread
-that keeps a connection of its own skips all of it.
+goes through the client's retry wrapper: ~0.045 ms of CPU in one thread, more under the
+production server, where four threads of a process share the GIL (README, "Benchmarks"). A
+thread that keeps a connection of its own skips all of it.
 
 The connection is built as the pool builds its own (same class and settings: address, database,
-password, TLS, timeouts), so it behaves as the client would, with one difference: a kept
-connection that the server has closed (a restart, an idle timeout) is found by a failed command
-instead of by the pool's check, and the command, a read, is sent once more on a new connection.
-A timeout is not retried: a hung Redis costs one socket timeout here as through the client.
-
-Sentinel clients are left to redis-py: their pool follows a failover, which a kept connection
-would not notice while the old master still answers.
+password, TLS, timeouts, protocol). What the pool would do for it, this module does or avoids:
+- a connection the server has closed (a restart, an idle timeout) is found by the failed read,
+  not by the pool's check before sending, and the read is sent once more on a new connection;
+  a timeout is not retried, so a hung Redis costs one socket timeout as through the client;
+- a connection is closed when its thread ends, and never shared with a forked child;
+- clients whose pool manages its connections further are left to redis-py: Sentinel (the pool
+  follows a failover, which a kept connection would not notice while the old master answers),
+  a client-side cache, and maintenance notifications (Redis Enterprise moves connections
+  during maintenance). The site's own client turns the last off (services.build_connection).
+redis-py's connection telemetry does not count these connections.
 """
 
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,43 +32,54 @@ from redis.exceptions import ResponseError
 from redis.sentinel import SentinelConnectionPool
 
 
-@dataclass
+@dataclass(eq=False)
 class KeptConnection:
     pool: ConnectionPool  # the client's pool it was built like: another pool needs another connection
     connection: AbstractConnection
     pid: int  # a forked child must not share the parent's socket
-    served: bool = False  # has answered a command: a failure now may be a connection gone stale
+    served: bool = False  # answered the last command: a failure now may be a connection gone stale
 
 
 _local = threading.local()
 
 
-def read(client: Redis, *args: Any) -> Any:
-    """Run one read-only command (its name and arguments, as for execute_command) for a client."""
+def hgetall(client: Redis, key: str | bytes) -> dict[bytes, bytes]:
+    """A hash's fields and values (empty when there is no such key), read for a client's server."""
     pool = client.connection_pool
     if (
-        isinstance(pool, SentinelConnectionPool) or getattr(pool, "cache", None) is not None
-    ):  # see above; a client-side cache
-        return client.execute_command(*args)
-    kept = kept_connection(pool)
+        isinstance(pool, SentinelConnectionPool)
+        or getattr(pool, "cache", None) is not None
+        or pool.maint_notifications_enabled()
+    ):
+        return client.hgetall(key)
+    reply = read_again_if_stale(kept_connection(pool), ("HGETALL", key))
+    if isinstance(reply, dict):  # RESP3 answers with a map, RESP2 with a flat list
+        return reply
+    fields = iter(reply)
+    return dict(zip(fields, fields, strict=True))
+
+
+def read_again_if_stale(kept: KeptConnection, command: tuple) -> Any:
+    """Send a read-only command; once more on a new connection if the kept one had gone stale."""
+    could_be_stale = kept.served
     try:
-        return answer(kept, args)
+        return answer(kept, command)
     except RedisConnectionError:
-        if not kept.served:
-            raise
-    kept.served = False  # reconnects in send_command: answer() disconnected it
-    return answer(kept, args)
+        if not could_be_stale:
+            raise  # a new connection that fails: Redis is down, asking again would not help
+    return answer(kept, command)  # send_command reconnects: answer() has disconnected it
 
 
-def answer(kept: KeptConnection, args: tuple) -> Any:
+def answer(kept: KeptConnection, command: tuple) -> Any:
     connection = kept.connection
     try:
-        connection.send_command(*args)
+        connection.send_command(*command)
         response = connection.read_response()
     except ResponseError:
         raise  # Redis refused the command; its reply was read whole, and the connection stays usable
     except BaseException:
         connection.disconnect()  # whatever was half sent or half read goes with it
+        kept.served = False
         raise
     kept.served = True
     return response
@@ -77,15 +92,10 @@ def kept_connection(pool: ConnectionPool) -> KeptConnection:
     if kept is None or kept.pool is not pool or kept.pid != pid:
         if kept is not None and kept.pid == pid:
             kept.connection.disconnect()
-        kept = KeptConnection(pool, pool.connection_class(**pool.connection_kwargs), pid)
+        connection = pool.connection_class(**pool.connection_kwargs)
+        kept = KeptConnection(pool, connection, pid)
+        # Closed when the thread ends and its KeptConnection goes (a forked child's copy only
+        # closes its own descriptor: redis-py shuts the socket down in the process that opened it).
+        weakref.finalize(kept, connection.disconnect)
         _local.kept = kept
     return kept
-
-
-def hgetall(client: Redis, key: str) -> dict[bytes, bytes]:
-    """HGETALL through read(): a hash's fields and values, empty when there is no such key."""
-    reply = read(client, "HGETALL", key)
-    if isinstance(reply, dict):  # RESP3 answers with a map
-        return reply
-    fields = iter(reply)
-    return dict(zip(fields, fields, strict=True))

@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry as RedisRetry
 from redis.sentinel import Sentinel
 from rq import Retry
@@ -369,9 +370,13 @@ def read_job_hash(task_id: str) -> dict[bytes, bytes]:
     try:
         with redis_outage_as_unavailable():
             stored = redis_reads.hgetall(get_connection(), Job.key_for(task_id))
-    except RedisResponseError as exc:  # WRONGTYPE: something other than a job sits under its key
-        logger.warning("job_id=%s is not a job's hash: %s", task_id, exc)
-        raise TaskNotFound(task_id) from None
+    except RedisResponseError as exc:
+        if str(exc).startswith("WRONGTYPE"):  # something other than a job sits under its key
+            logger.warning("job_id=%s is not a job's hash: %s", task_id, exc)
+            raise TaskNotFound(task_id) from None
+        # BUSY (a long script), MASTERDOWN, a refused permission: Redis cannot answer, the task may well exist.
+        logger.error("reading job_id=%s: Redis refused: %s", task_id, exc)
+        raise QueueUnavailable(str(exc)) from exc
     if not stored:
         raise TaskNotFound(task_id)
     return stored
@@ -598,7 +603,14 @@ def build_connection(config: dict[str, Any]) -> Redis:
     connection, so after a failover the next request reaches the promoted replica.
     """
     if "SENTINELS" not in config:
-        return Redis.from_url(config["URL"], retry=RedisRetry(NoBackoff(), 0))
+        # Maintenance notifications (Redis Enterprise moving connections during maintenance)
+        # are off: with them, redis-py rewrites pooled connections, which the status read's
+        # kept connections would miss (tasks_app/redis_reads.py); Redis and Sentinel send none.
+        return Redis.from_url(
+            config["URL"],
+            retry=RedisRetry(NoBackoff(), 0),
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        )
     sentinel = Sentinel(
         config["SENTINELS"],
         sentinel_kwargs={**config.get("SENTINEL_KWARGS", {}), "retry": RedisRetry(NoBackoff(), 0)},

@@ -13,6 +13,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tasks_app.management.commands.runstack import descendants
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,22 +66,6 @@ def stop(process: subprocess.Popen, grace: float = 10) -> None:
     for child in children:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(child, signal.SIGKILL)
-
-
-def descendants(pid: int) -> list[int]:
-    """The pids of a process's children, grandchildren and so on (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # "pid (command) state ppid ...": the command may hold spaces and parentheses.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, pending = [], [pid]
-    while pending:
-        children = parents.get(pending.pop(), [])
-        found += children
-        pending += children
-    return found
 
 
 def kill_tree(process: subprocess.Popen) -> None:

@@ -186,11 +186,14 @@ def stop_process_group(process: subprocess.Popen, grace_seconds: float = 10, col
 
 
 def descendants(pid: int) -> list[int]:
-    """The process ids of a process's children, their children and so on (Linux /proc)."""
-    try:
-        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """The process ids of a process's children, their children and so on (Linux /proc).
+
+    Each thread lists the children it forked: all threads are read, not only the main one.
+    """
+    children = []
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):  # the thread or the process has just ended
+            children += [int(child) for child in listing.read_text().split()]
     return [descendant for child in children for descendant in (child, *descendants(child))]
 
 

@@ -184,7 +184,12 @@ function markExpired(taskId) {
 
 function watch(taskId) {
   active.add(taskId);
-  if (streamingBroken) poll(taskId);
+  follow();
+}
+
+// Follow every unfinished row: all on one stream, or each by polling once streaming has failed.
+function follow() {
+  if (streamingBroken) for (const taskId of active) poll(taskId);
   else openStream();
 }
 
@@ -211,7 +216,7 @@ function openStream() {
       stream.close();
       if (source === stream) source = null;
       streamingBroken = true;
-      for (const taskId of active) poll(taskId);
+      follow();
     }
   });
   source = stream;
@@ -395,8 +400,4 @@ for (const task of remembered().reverse()) {
   addRow(task);
   active.add(task.id);
 }
-if (streamingBroken) {
-  for (const taskId of active) poll(taskId);
-} else {
-  openStream();
-}
+follow();

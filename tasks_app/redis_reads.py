@@ -1,10 +1,11 @@
-"""The status read (one HGETALL) on a Redis connection of the calling thread's own, outside redis-py's pool.
+"""The status read (a job's hash, an ended job's latest result) on a connection of the thread's own.
 
-`GET /tasks/<id>` is the request scripts make most, and it is one HGETALL. Through redis-py's
-client that read takes the pool's lock, polls the socket for stray data, records telemetry and
-goes through the client's retry wrapper: ~0.045 ms of CPU in one thread, more under the
-production server, where four threads of a process share the GIL (README, "Benchmarks"). A
-thread that keeps a connection of its own skips all of it.
+`GET /tasks/<id>` is the request scripts make most: one HGETALL, and for an ended job one
+XREVRANGE of its results too. Through redis-py's client each read takes the pool's lock, polls
+the socket for stray data, records telemetry and goes through the client's retry wrapper:
+~0.045 ms of CPU in one thread, more under the production server, where four threads of a
+process share the GIL (README, "Benchmarks"). A thread that keeps a connection of its own skips
+all of it.
 
 The connection is built as the pool builds its own (same class and settings: address, database,
 password, TLS, timeouts, protocol). What the pool would do for it, this module does or avoids:
@@ -45,15 +46,36 @@ _local = threading.local()
 
 def hgetall(client: Redis, key: str | bytes) -> dict[bytes, bytes]:
     """A hash's fields and values (empty when there is no such key), read for a client's server."""
-    pool = client.connection_pool
-    if (
+    if left_to_redis_py(client.connection_pool):
+        return client.hgetall(key)
+    return as_dict(read_again_if_stale(kept_connection(client.connection_pool), ("HGETALL", key)))
+
+
+def latest_entry(client: Redis, key: str | bytes) -> tuple[bytes, dict[bytes, bytes]] | None:
+    """The last entry of a stream (XREVRANGE key + - COUNT 1): its id and fields; None when there is none."""
+    if left_to_redis_py(client.connection_pool):
+        entries = client.xrevrange(key, "+", "-", count=1)
+    else:
+        command = ("XREVRANGE", key, "+", "-", "COUNT", 1)
+        entries = read_again_if_stale(kept_connection(client.connection_pool), command)
+    if not entries:
+        return None
+    entry_id, fields = entries[0]
+    return entry_id, as_dict(fields)
+
+
+def left_to_redis_py(pool: ConnectionPool) -> bool:
+    """Whether the pool manages its connections further than building them (see above)."""
+    return (
         isinstance(pool, SentinelConnectionPool)
         or getattr(pool, "cache", None) is not None
-        or pool.maint_notifications_enabled()
-    ):
-        return client.hgetall(key)
-    reply = read_again_if_stale(kept_connection(pool), ("HGETALL", key))
-    if isinstance(reply, dict):  # RESP3 answers with a map, RESP2 with a flat list
+        or bool(pool.maint_notifications_enabled())
+    )
+
+
+def as_dict(reply: dict | list) -> dict:
+    """Fields and values as a dict: RESP3 answers with a map, RESP2 with a flat list."""
+    if isinstance(reply, dict):
         return reply
     fields = iter(reply)
     return dict(zip(fields, fields, strict=True))

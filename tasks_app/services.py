@@ -34,7 +34,9 @@ from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobEr
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import CanceledJobRegistry, ScheduledJobRegistry
+from rq.results import Result
 from rq.serializers import JSONSerializer
+from rq.utils import parse_timeout
 from rq.worker import Worker
 from rq.worker_registration import REDIS_WORKER_KEYS
 
@@ -410,20 +412,22 @@ def get_task_status(task_id: str) -> TaskStatus:
 
 # Statuses whose answer is all in the job's hash: no result, error or scheduled time to look up.
 HASH_ONLY_STATUSES = frozenset({"queued", "started", "deferred", "canceled"})
+# Statuses whose answer is in the hash and the job's latest result (its return value, or why it failed).
+RESULT_STATUSES = frozenset({"finished", "failed", "stopped"})
 
 
 def status_from_hash(task_id: str, stored: dict[bytes, bytes]) -> TaskStatus | None:
-    """Describe a waiting or running job of ours from its hash alone; None when RQ must read it.
+    """Describe a job of ours from its hash (and its latest result once it ended); None when RQ must read it.
 
     Most status requests are polls of a job that waits or runs. RQ's Job.restore parses every
     field of the hash (five dates through strptime) to answer them: two thirds of the cost of
     GET /tasks/<id> beyond a bare view. This reads only the fields the answer shows, in RQ's
-    storage format (tests/test_views.py checks it against RQ's own reading for each status).
-    Anything else (a finished or failed job's result, a scheduled job's time, a job we did not
-    write as JSON) returns None and goes through RQ.
+    storage format, and an ended job's latest result through RQ's own Result.restore
+    (tests/test_views.py checks it against RQ's own reading for each status). Anything else (a
+    scheduled job's time, a job we did not write as JSON) returns None and goes through RQ.
     """
     status = stored.get(b"status", b"").decode(errors="replace")
-    if status not in HASH_ONLY_STATUSES:
+    if status not in HASH_ONLY_STATUSES and status not in RESULT_STATUSES:
         return None
     # Read as strictly as RQ does (its JSONSerializer, its one date format); whatever RQ would
     # read differently or refuse goes to RQ, so the answer is always the one RQ's reading gives.
@@ -433,11 +437,34 @@ def status_from_hash(task_id: str, stored: dict[bytes, bytes]) -> TaskStatus | N
         times = tuple(stored_time(stored.get(name)) for name in (b"enqueued_at", b"started_at", b"ended_at"))
         retries_left = int(stored[b"retries_left"]) if stored.get(b"retries_left") else None
         origin = stored.get(b"origin", b"").decode()
+        timeout = parse_timeout(stored[b"timeout"]) if stored.get(b"timeout") else None
     except (KeyError, ValueError, TypeError, zlib.error):
         return None
     if not isinstance(meta, dict):
         return None
-    return describe(task_id, status, meta, retries_left, origin, times=times)
+    if status in HASH_ONLY_STATUSES:
+        return describe(task_id, status, meta, retries_left, origin, times=times)
+    result = latest_result(task_id)
+    return describe(
+        task_id,
+        status,
+        meta,
+        retries_left,
+        origin,
+        times=times,
+        result=result.return_value if result and result.type == Result.Type.SUCCESSFUL else None,
+        error=failure_message(result, status, timeout) if status != JobStatus.FINISHED else None,
+    )
+
+
+def latest_result(task_id: str) -> Result | None:
+    """A job's latest result in RQ's results stream, read as RQ's Result.fetch_latest reads it."""
+    with redis_outage_as_unavailable():
+        entry = redis_reads.latest_entry(get_connection(), Result.get_key(task_id))
+    if entry is None:
+        return None
+    result_id, payload = entry
+    return Result.restore(task_id, result_id.decode(), payload, connection=get_connection(), serializer=JSONSerializer)
 
 
 # How RQ writes times (rq.utils.utcformat), and how RQ before 1.x did (no fraction of a second).
@@ -471,7 +498,9 @@ def status_of(job: Job, status: str | None = None) -> TaskStatus:
         job.origin,
         times=(job.enqueued_at, job.started_at, job.ended_at),
         result=job.return_value() if status == JobStatus.FINISHED else None,
-        error=failure_message(job) if status in {JobStatus.FAILED, JobStatus.STOPPED} else None,
+        error=failure_message(job.latest_result(), status, job.timeout)
+        if status in {JobStatus.FAILED, JobStatus.STOPPED}
+        else None,
         scheduled_for=scheduled_for,
     )
 
@@ -572,13 +601,15 @@ def requeue_task(task_id: str) -> str:
     return JobStatus.QUEUED.value
 
 
-def failure_message(job: Job) -> str:
-    """Say why a job failed or stopped, in one line: 'ValueError: boom', a timeout, a stop."""
-    result = job.latest_result()
+def failure_message(result: Result | None, status: str, timeout: int | None) -> str:
+    """Say why a job failed or stopped, in one line: 'ValueError: boom', a timeout, a stop.
+
+    From its latest result, its status and its time limit.
+    """
     exc_string = (result.exc_string if result else None) or ""
     if "JobTimeoutException" in exc_string:
-        return f"Timed out: the task ran longer than its limit of {job.timeout} seconds."
-    if job.get_status(refresh=False) == JobStatus.STOPPED:
+        return f"Timed out: the task ran longer than its limit of {timeout} seconds."
+    if status == JobStatus.STOPPED:
         return "Stopped on request while running."
     lines = [line for line in exc_string.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "The job failed without an error message."

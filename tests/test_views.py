@@ -14,11 +14,13 @@ from django.test import Client
 from django.views.decorators.cache import never_cache
 from rq import Queue
 from rq.job import Job, JobStatus
+from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from tasks_app import services
 from tasks_app.forms import TaskForm, submission_form
 from tasks_app.responses import never_cache_json
+from tasks_app.workers import InProcessJSONWorker
 
 
 def create(client: Client, **kwargs):
@@ -227,6 +229,76 @@ def test_status_read_from_the_job_hash_matches_rqs_own_reading(fake_redis, state
     assert response.status_code == 200
     assert response.json()["data"] == expected
     assert services.status_from_hash(task_id, fake_redis.hgetall(f"rq:job:{task_id}")) is not None  # the fast path
+
+
+def ended_job(connection, state: str) -> str:
+    """A job of ours that ended in `state`: run by RQ's worker, or ended through RQ's own Result API."""
+    task_id = create(Client(), data={"type": 0}).json()["data"]["task_id"]
+    job = Job.fetch(task_id, connection=connection, serializer=JSONSerializer)
+    if state.startswith("finished"):
+        InProcessJSONWorker(["default"], connection=connection).work(burst=True)
+        if state == "finished, result expired":
+            connection.delete(Result.get_key(task_id))
+        return task_id
+    exc_string = {
+        "failed": "Traceback (most recent call last):\n  ...\nValueError: boom\n",
+        "timed out": "Traceback (most recent call last):\n  ...\nrq.timeouts.JobTimeoutException: Task exceeded\n",
+        "stopped": "rq.exceptions.StopRequested\n",
+        "failed without a message": "",
+    }[state]
+    if exc_string:
+        Result.create_failure(job, ttl=500, exc_string=exc_string, worker_name="w1")
+    job.started_at = job.ended_at = datetime.now(UTC)
+    job.set_status(JobStatus.STOPPED if state == "stopped" else JobStatus.FAILED, pipeline=None)
+    job.save()
+    return task_id
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [
+        ("finished", "finished"),
+        ("finished, result expired", "finished"),
+        ("failed", "failed"),
+        ("timed out", "failed"),
+        ("stopped", "stopped"),
+        ("failed without a message", "failed"),
+    ],
+)
+def test_an_ended_job_read_from_its_hash_and_result_matches_rqs_own_reading(fake_redis, state, status):
+    """Ended jobs are described from their hash and latest result without RQ's Job; the answer must not differ."""
+    task_id = ended_job(fake_redis, state)
+    expected = services.status_of(Job.fetch(task_id, connection=fake_redis, serializer=JSONSerializer)).as_dict()
+
+    response = Client().get(f"/tasks/{task_id}")
+
+    assert response.status_code == 200
+    assert response.json()["data"] == expected
+    assert expected["task_status"] == status
+    assert services.status_from_hash(task_id, fake_redis.hgetall(f"rq:job:{task_id}")) is not None  # the fast path
+
+
+def test_a_finished_jobs_result_is_its_return_value(fake_redis):
+    task_id = ended_job(fake_redis, "finished")
+    data = Client().get(f"/tasks/{task_id}").json()["data"]
+    assert (data["task_status"], data["task_result"], data["progress"], data["error"]) == ("finished", True, 100, None)
+
+
+@pytest.mark.parametrize(
+    ("state", "error"),
+    [
+        ("failed", "ValueError: boom"),
+        (
+            "timed out",
+            f"Timed out: the task ran longer than its limit of {services.task_policy('sleep')['timeout']} seconds.",
+        ),
+        ("stopped", "Stopped on request while running."),
+        ("failed without a message", "The job failed without an error message."),
+    ],
+)
+def test_an_ended_jobs_error_says_why_in_one_line(fake_redis, state, error):
+    data = Client().get(f"/tasks/{ended_job(fake_redis, state)}").json()["data"]
+    assert (data["task_result"], data["error"]) == (None, error)
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,13 @@ import time
 import pytest
 from redis import Redis
 from redis.exceptions import ResponseError
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from taskqueue_site.settings import redis_url_with_timeouts
 from tasks_app import services
+from tasks_app.workers import InProcessJSONWorker
+from tests.support.jobs import explode
 from tests.support.processes import redis_server, wait_until
 
 DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
@@ -62,6 +66,26 @@ def test_each_thread_keeps_one_connection_for_its_status_reads(tmp_path, site_re
         wait_until(lambda: len(read_connections(admin)) == 1, 5, "the ended thread's connection to close")
         assert services.get_task_status(task_id).task_status == "queued"
         assert [client["id"] for client in read_connections(admin)] == [kept["id"]]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_an_ended_jobs_latest_result_is_read_on_the_kept_connection(tmp_path, site_redis, protocol, db):
+    with redis_server(tmp_path / "redis") as (port, _process):
+        admin = site_redis(port, protocol)
+        finished = services.enqueue_task(0)
+        failed = services.enqueue_call(explode, ("boom",), kind="sleep", description="explodes")
+        admin.hset(f"rq:job:{failed}", "retries_left", 0)  # its one attempt fails it for good
+        InProcessJSONWorker(["default"], connection=Redis(host="127.0.0.1", port=port)).work(burst=True)
+        before = {client["id"] for client in read_connections(admin)}
+
+        for task_id, status in ((finished, "finished"), (failed, "failed")):
+            answer = services.get_task_status(task_id)
+            rqs_reading = services.status_of(Job.fetch(task_id, connection=admin, serializer=JSONSerializer))
+            assert answer == rqs_reading and answer.task_status == status
+        assert services.get_task_status(finished).task_result is True
+        assert services.get_task_status(failed).error == "ValueError: boom"
+        # Hashes and results alike on one new connection, this thread's (the pool's was there before).
+        assert len({client["id"] for client in read_connections(admin)} - before) == 1
 
 
 def test_a_forked_child_reads_on_a_connection_of_its_own(tmp_path, site_redis):

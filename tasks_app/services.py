@@ -36,7 +36,6 @@ from rq.queue import Queue
 from rq.registry import CanceledJobRegistry, ScheduledJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
-from rq.utils import parse_timeout
 from rq.worker import Worker
 from rq.worker_registration import REDIS_WORKER_KEYS
 
@@ -365,20 +364,33 @@ def fetch_job(task_id: str) -> Job:
     return job_from_hash(task_id, read_job_hash(task_id))
 
 
+@contextmanager
+def status_read(task_id: str) -> Iterator[None]:
+    """Around a read of a job's status: a lost, hung or refusing Redis is QueueUnavailable (503).
+
+    WRONGTYPE goes on to the caller: what it means depends on the key read.
+    """
+    try:
+        with redis_outage_as_unavailable():
+            yield
+    except RedisResponseError as exc:
+        if str(exc).startswith("WRONGTYPE"):
+            raise
+        # BUSY (a long script), MASTERDOWN, a refused permission: Redis cannot answer, the task may well exist.
+        logger.error("reading job_id=%s: Redis refused: %s", task_id, exc)
+        raise QueueUnavailable(str(exc)) from exc
+
+
 def read_job_hash(task_id: str) -> dict[bytes, bytes]:
     """Read a job's hash in one round trip; refuse ids that cannot be ours and jobs that are gone."""
     if not TASK_ID_PATTERN.match(task_id):
         raise TaskNotFound(task_id)
     try:
-        with redis_outage_as_unavailable():
+        with status_read(task_id):
             stored = redis_reads.hgetall(get_connection(), Job.key_for(task_id))
-    except RedisResponseError as exc:
-        if str(exc).startswith("WRONGTYPE"):  # something other than a job sits under its key
-            logger.warning("job_id=%s is not a job's hash: %s", task_id, exc)
-            raise TaskNotFound(task_id) from None
-        # BUSY (a long script), MASTERDOWN, a refused permission: Redis cannot answer, the task may well exist.
-        logger.error("reading job_id=%s: Redis refused: %s", task_id, exc)
-        raise QueueUnavailable(str(exc)) from exc
+    except RedisResponseError as exc:  # WRONGTYPE: something other than a job sits under its key
+        logger.warning("job_id=%s is not a job's hash: %s", task_id, exc)
+        raise TaskNotFound(task_id) from None
     if not stored:
         raise TaskNotFound(task_id)
     return stored
@@ -437,7 +449,8 @@ def status_from_hash(task_id: str, stored: dict[bytes, bytes]) -> TaskStatus | N
         times = tuple(stored_time(stored.get(name)) for name in (b"enqueued_at", b"started_at", b"ended_at"))
         retries_left = int(stored[b"retries_left"]) if stored.get(b"retries_left") else None
         origin = stored.get(b"origin", b"").decode()
-        timeout = parse_timeout(stored[b"timeout"]) if stored.get(b"timeout") else None
+        # RQ writes whole seconds; it would also read "1h" and the like, which go to RQ from here.
+        timeout = int(stored[b"timeout"]) if status in RESULT_STATUSES and stored.get(b"timeout") else None
     except (KeyError, ValueError, TypeError, zlib.error):
         return None
     if not isinstance(meta, dict):
@@ -452,15 +465,23 @@ def status_from_hash(task_id: str, stored: dict[bytes, bytes]) -> TaskStatus | N
         retries_left,
         origin,
         times=times,
-        result=result.return_value if result and result.type == Result.Type.SUCCESSFUL else None,
+        # As RQ's Job.return_value(), and only for a finished job: a job that succeeded once may
+        # have run again and failed without a result of its own.
+        result=result.return_value
+        if status == JobStatus.FINISHED and result and result.type == Result.Type.SUCCESSFUL
+        else None,
         error=failure_message(result, status, timeout) if status != JobStatus.FINISHED else None,
     )
 
 
 def latest_result(task_id: str) -> Result | None:
     """A job's latest result in RQ's results stream, read as RQ's Result.fetch_latest reads it."""
-    with redis_outage_as_unavailable():
-        entry = redis_reads.latest_entry(get_connection(), Result.get_key(task_id))
+    try:
+        with status_read(task_id):
+            entry = redis_reads.latest_entry(get_connection(), Result.get_key(task_id))
+    except RedisResponseError as exc:  # WRONGTYPE: something other than RQ's results under their key
+        logger.warning("job_id=%s has no readable results: %s", task_id, exc)
+        return None
     if entry is None:
         return None
     result_id, payload = entry

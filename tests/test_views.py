@@ -12,12 +12,15 @@ import pytest
 from django.http import JsonResponse
 from django.test import Client
 from django.views.decorators.cache import never_cache
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError as RedisResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-from tasks_app import services
+from tasks_app import redis_reads, services
 from tasks_app.forms import TaskForm, submission_form
 from tasks_app.responses import never_cache_json
 from tasks_app.workers import InProcessJSONWorker
@@ -235,20 +238,28 @@ def ended_job(connection, state: str) -> str:
     """A job of ours that ended in `state`: run by RQ's worker, or ended through RQ's own Result API."""
     task_id = create(Client(), data={"type": 0}).json()["data"]["task_id"]
     job = Job.fetch(task_id, connection=connection, serializer=JSONSerializer)
-    if state.startswith("finished"):
+    now = datetime.now(UTC)
+    if state == "finished after a failed attempt":
+        Result.create_failure(job, ttl=500, exc_string="ValueError: first attempt\n", worker_name="w1")
+    if state.startswith("finished") or state == "failed after a success":
         InProcessJSONWorker(["default"], connection=connection).work(burst=True)
         if state == "finished, result expired":
             connection.delete(Result.get_key(task_id))
+        if state == "failed after a success":  # run again outside this site, failed with no result of its own
+            job.set_status(JobStatus.FAILED, pipeline=None)
         return task_id
+    if state == "failed, retries exhausted":
+        Result.create_max_retries_exceeded(job, 500, None, "w1", "e1", now, now)
     exc_string = {
         "failed": "Traceback (most recent call last):\n  ...\nValueError: boom\n",
         "timed out": "Traceback (most recent call last):\n  ...\nrq.timeouts.JobTimeoutException: Task exceeded\n",
         "stopped": "rq.exceptions.StopRequested\n",
         "failed without a message": "",
+        "failed, retries exhausted": "",
     }[state]
     if exc_string:
         Result.create_failure(job, ttl=500, exc_string=exc_string, worker_name="w1")
-    job.started_at = job.ended_at = datetime.now(UTC)
+    job.started_at = job.ended_at = now
     job.set_status(JobStatus.STOPPED if state == "stopped" else JobStatus.FAILED, pipeline=None)
     job.save()
     return task_id
@@ -263,9 +274,12 @@ def ended_job(connection, state: str) -> str:
         ("timed out", "failed"),
         ("stopped", "stopped"),
         ("failed without a message", "failed"),
+        ("finished after a failed attempt", "finished"),
+        ("failed after a success", "failed"),
+        ("failed, retries exhausted", "failed"),
     ],
 )
-def test_an_ended_job_read_from_its_hash_and_result_matches_rqs_own_reading(fake_redis, state, status):
+def test_an_ended_job_read_from_its_hash_and_result_matches_rqs_own_reading(db, fake_redis, state, status):
     """Ended jobs are described from their hash and latest result without RQ's Job; the answer must not differ."""
     task_id = ended_job(fake_redis, state)
     expected = services.status_of(Job.fetch(task_id, connection=fake_redis, serializer=JSONSerializer)).as_dict()
@@ -278,7 +292,7 @@ def test_an_ended_job_read_from_its_hash_and_result_matches_rqs_own_reading(fake
     assert services.status_from_hash(task_id, fake_redis.hgetall(f"rq:job:{task_id}")) is not None  # the fast path
 
 
-def test_a_finished_jobs_result_is_its_return_value(fake_redis):
+def test_a_finished_jobs_result_is_its_return_value(db, fake_redis):
     task_id = ended_job(fake_redis, "finished")
     data = Client().get(f"/tasks/{task_id}").json()["data"]
     assert (data["task_status"], data["task_result"], data["progress"], data["error"]) == ("finished", True, 100, None)
@@ -296,9 +310,37 @@ def test_a_finished_jobs_result_is_its_return_value(fake_redis):
         ("failed without a message", "The job failed without an error message."),
     ],
 )
-def test_an_ended_jobs_error_says_why_in_one_line(fake_redis, state, error):
+def test_an_ended_jobs_error_says_why_in_one_line(db, fake_redis, state, error):
     data = Client().get(f"/tasks/{ended_job(fake_redis, state)}").json()["data"]
     assert (data["task_result"], data["error"]) == (None, error)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        RedisConnectionError("Connection closed by server."),
+        RedisTimeoutError("Timeout reading from socket"),
+        RedisResponseError("BUSY Redis is busy running a script."),
+    ],
+    ids=["lost", "hung", "busy"],
+)
+def test_redis_failing_on_an_ended_jobs_result_answers_503(db, fake_redis, monkeypatch, refusal):
+    """The second read of a finished task's poll fails like the first would: a 503, never a 500."""
+    task_id = ended_job(fake_redis, "finished")
+
+    def fail(*args):
+        raise refusal
+
+    monkeypatch.setattr(redis_reads, "latest_entry", fail)
+    assert_error(Client().get(f"/tasks/{task_id}"), 503, field=None)
+
+
+def test_something_else_under_an_ended_jobs_results_key_reads_as_no_result(db, fake_redis):
+    task_id = ended_job(fake_redis, "finished")
+    fake_redis.delete(Result.get_key(task_id))
+    fake_redis.set(Result.get_key(task_id), "not a stream")
+    data = Client().get(f"/tasks/{task_id}").json()["data"]
+    assert (data["task_status"], data["task_result"]) == ("finished", None)
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,12 @@ def test_ctrl_c_during_a_running_job_leaves_no_process_behind(tmp_path):
         task_id = create_task(base_url, 1)
         wait_until(lambda: task_status(base_url, task_id)["task_status"] == "started", 30, "the job to start")
         started = descendants(stack.pid)
+        # The stack's own lookup of its processes is what it stops, so check it finds them all:
+        # Redis, the web server, the worker and the work horse running the job (a fork of it).
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in started]
+        assert any(b"redis-server" in command for command in commands), commands
+        assert any(b"runserver" in command for command in commands), commands
+        assert sum(b"rqworker" in command for command in commands) >= 2, commands
 
         stack.send_signal(signal.SIGINT)
         assert stack.wait(timeout=30) == 0, log.read_text()

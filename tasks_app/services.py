@@ -455,37 +455,31 @@ def status_from_hash(task_id: str, stored: dict[bytes, bytes]) -> TaskStatus | N
         return None
     if not isinstance(meta, dict):
         return None
-    if status in HASH_ONLY_STATUSES:
-        return describe(task_id, status, meta, retries_left, origin, times=times)
-    result = latest_result(task_id)
-    return describe(
-        task_id,
-        status,
-        meta,
-        retries_left,
-        origin,
-        times=times,
+    return_value = error = None
+    if status in RESULT_STATUSES:
+        result = latest_result(task_id)
+        if status != JobStatus.FINISHED:
+            error = failure_message(result, status, timeout)
         # As RQ's Job.return_value(), and only for a finished job: a job that succeeded once may
         # have run again and failed without a result of its own.
-        result=result.return_value
-        if status == JobStatus.FINISHED and result and result.type == Result.Type.SUCCESSFUL
-        else None,
-        error=failure_message(result, status, timeout) if status != JobStatus.FINISHED else None,
-    )
+        elif result and result.type == Result.Type.SUCCESSFUL:
+            return_value = result.return_value
+    return describe(task_id, status, meta, retries_left, origin, times=times, result=return_value, error=error)
 
 
 def latest_result(task_id: str) -> Result | None:
     """A job's latest result in RQ's results stream, read as RQ's Result.fetch_latest reads it."""
+    connection = get_connection()
     try:
         with status_read(task_id):
-            entry = redis_reads.latest_entry(get_connection(), Result.get_key(task_id))
+            entry = redis_reads.latest_entry(connection, Result.get_key(task_id))
     except RedisResponseError as exc:  # WRONGTYPE: something other than RQ's results under their key
         logger.warning("job_id=%s has no readable results: %s", task_id, exc)
         return None
     if entry is None:
         return None
     result_id, payload = entry
-    return Result.restore(task_id, result_id.decode(), payload, connection=get_connection(), serializer=JSONSerializer)
+    return Result.restore(task_id, result_id.decode(), payload, connection=connection, serializer=JSONSerializer)
 
 
 # How RQ writes times (rq.utils.utcformat), and how RQ before 1.x did (no fraction of a second).

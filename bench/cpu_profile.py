@@ -182,7 +182,8 @@ def render(profiles: list[Profile], seconds: int) -> str:
         f"run of {seconds} s is sampled by py-spy, {SAMPLES_PER_SECOND} times a second, in the thread of "
         "each web process that holds the GIL. Each sample is charged to the innermost frame outside "
         "Python's standard library: `json.dumps` called by Django is Django's, `socket.sendall` called by "
-        "redis-py is redis-py's, and `uvicorn` includes the C event loop (uvloop) and httptools under it. "
+        "redis-py is redis-py's. asyncio's frames (and uvloop's C code under them) are the event loop's, "
+        "a layer of its own; uvicorn's are its HTTP protocol code, httptools included. "
         "What runs without the GIL (the kernel's side of socket calls, threads waiting for the GIL) is "
         "not sampled: the shares are of the Python work, beside the whole CPU per request. py-spy reads "
         "the processes without pausing them (`--nonblocking`), so a few stacks are torn; they are "
@@ -219,14 +220,12 @@ def main() -> None:
         connection = Redis.from_url(url)
         env = site_env(url, Path(scratch))
         web, base_url = start_asgi_server(env, None, "--workers", "2", "--log-level", "warning")
-        profiles = []
+        profiles: list[Profile] = []
         try:
-            run = 0
 
             def sampled(scenario: Scenario) -> Profile:
-                nonlocal run
-                run += 1
-                return profile(scenario, base_url, web.pid, args.seconds, Path(scratch) / f"samples-{run}.txt")
+                samples = Path(scratch) / f"samples-{len(profiles)}.txt"
+                return profile(scenario, base_url, web.pid, args.seconds, samples)
 
             profiles.append(sampled(Scenario("`POST /tasks`", "/tasks", BENCH_DIR / "post.lua")))
             connection.flushdb()  # the polled task alone in Redis, as in `make bench`

@@ -7,7 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     WEB_CONCURRENCY=2
 
 RUN useradd --create-home --uid 1000 app \
-    && mkdir /data /media && chown app:app /data /media
+    && mkdir -p /data /media && chown app:app /data /media
 WORKDIR /app
 
 COPY requirements.txt .

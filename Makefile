@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test lint format bench bench-profile bench-push bench-load check-system-run check-system-test clean
+.PHONY: run test test-compose lint format bench bench-profile bench-push bench-load check-system-run check-system-test clean
 
 run: $(VENV)/.runtime check-system-run
 	$(PY) manage.py migrate --noinput
@@ -18,6 +18,12 @@ test: $(VENV)/.dev check-system-test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The compose stack for real, with podman and podman-compose (docs/deployment.md); not part of `make test`.
+test-compose: $(VENV)/.dev
+	@command -v podman >/dev/null && command -v debootstrap >/dev/null || { \
+	  $(SUDO) apt-get update -qq && $(APT_INSTALL) podman runc netavark aardvark-dns debootstrap; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest --compose tests/compose $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .

@@ -4,6 +4,17 @@ import pytest
 from tasks_app import services
 
 
+def pytest_addoption(parser):
+    parser.addoption("--compose", action="store_true", help="also run tests/compose: podman builds and runs the stack")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The compose stack takes minutes and podman: only `make test-compose` (--compose) runs it."""
+    if collection_path.name == "compose" and not config.getoption("--compose"):
+        return True
+    return None
+
+
 @pytest.fixture(autouse=True)
 def no_rate_limit(settings):
     """Tests send many tasks from one address; the rate limit has tests of its own."""

@@ -52,7 +52,10 @@ def no_redis_unless_asked(down_redis):
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
-    """Keep a SQLite test database in a file, not in memory, so that workers the tests start share it."""
+    """Keep a SQLite test database in a file, not in memory, so that workers the tests start share it.
+
+    With --postgres (tests/support/postgres.py) the tests use a private PostgreSQL cluster instead.
+    """
     from django.conf import settings
 
     database = settings.DATABASES["default"]

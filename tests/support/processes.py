@@ -178,6 +178,8 @@ def database_env() -> dict[str, str]:
         return {}
     database = settings.DATABASES["default"]
     name = str(database.get("NAME") or "")
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        return {"DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{name}"}
     if database["ENGINE"] != "django.db.backends.sqlite3" or not name or name == ":memory:" or "mode=memory" in name:
         return {}
     return {"DATABASE_URL": f"sqlite:///{name}"}

@@ -419,7 +419,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "taskqueue_site.logs.JSONFormatter"},
+        "json": {"()": "taskqueue_site.logs.JSONFormatter"},  # python-json-logger
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

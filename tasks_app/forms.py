@@ -123,24 +123,10 @@ class ConfirmationEmailForm(QueueOptionsForm):
         )
 
 
-class SharedFields(dict):
-    """A form class's fields, shared by its forms instead of deep-copied for each.
-
-    Django deep-copies every field and widget for each form so that one form may change its own;
-    ours never do (no code here touches `form.fields[...]`), and the copy was a tenth of the
-    CPU of POST /tasks. A form may still add or drop fields: its `fields` is a dict of its own.
-    """
-
-    def __deepcopy__(self, memo: dict) -> dict:
-        return dict(self)
-
-
 FORMS_BY_TYPE: dict[str, type[QueueOptionsForm]] = {
     "thumbnail": ThumbnailForm,
     "confirmation_email": ConfirmationEmailForm,
 }
-for form_class in {TaskForm, *FORMS_BY_TYPE.values()}:
-    form_class.base_fields = SharedFields(form_class.base_fields)
 
 
 def submission_form(data: Any, files: Any = None) -> QueueOptionsForm:

@@ -391,29 +391,9 @@ def failed_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
 
 BULK_ACTIONS = {"delete": permissions.DELETE, "requeue": permissions.REQUEUE, "stop": permissions.STOP}
 
-# django-rq's pages by URL name (without the "django_rq_" prefix). These only read: the
-# dashboard permission is enough.
-READ_ONLY_PAGES = frozenset(
-    {
-        "home",
-        "jobs",
-        "queue_details",
-        "finished_jobs",
-        "failed_jobs",
-        "scheduled_jobs",
-        "started_jobs",
-        "deferred_jobs",
-        "canceled_jobs",
-        "job_detail",
-        "result_detail",
-        "workers",
-        "worker_details",
-        "scheduler_jobs",
-        "cron_scheduler_detail",
-        "cron_job_detail",
-    }
-)
-# These change jobs or queues, on POST; their GET shows the confirmation and needs the same right.
+# django-rq's pages by URL name (without its "django_rq_" prefix). permissions.READ_ONLY_PAGES only
+# read and need the dashboard permission; these change jobs or queues on POST, and their GET (the
+# confirmation) needs the same right.
 GUARDS = {
     "delete_job": Guard(needs(permissions.DELETE), the_job),
     "requeue_job": Guard(needs(permissions.REQUEUE), the_job),
@@ -433,7 +413,7 @@ UNKNOWN = Guard(needs(*permissions.OPERATOR_PERMISSIONS))
 def guard_of(request: HttpRequest) -> Guard:
     match = request.resolver_match
     name = match.url_name.removeprefix("django_rq_") if match and match.url_name else ""
-    return GUARDS.get(name) or (READ_ONLY if name in READ_ONLY_PAGES else UNKNOWN)
+    return GUARDS.get(name) or (READ_ONLY if name in permissions.READ_ONLY_PAGES else UNKNOWN)
 
 
 class GuardedDashboardAdmin(QueueAdmin):

@@ -293,10 +293,10 @@ def test_every_django_rq_page_that_is_not_read_only_refuses_a_viewer(viewer, red
 
 
 def test_a_django_rq_page_the_table_does_not_know_is_for_operators_only(viewer, operator, redis_jobs, monkeypatch):
-    from tasks_app import admin as tasks_admin
+    from tasks_app import permissions
 
     # As if django-rq's queue page were new, and nobody had listed it as read-only yet.
-    monkeypatch.setattr(tasks_admin, "READ_ONLY_PAGES", tasks_admin.READ_ONLY_PAGES - {"jobs"})
+    monkeypatch.setattr(permissions, "READ_ONLY_PAGES", permissions.READ_ONLY_PAGES - {"jobs"})
     assert_refused(without_change(redis_jobs, lambda: viewer.get(f"{DASHBOARD}/queues/{DEFAULT}/")), "requeue_job")
     assert operator.get(f"{DASHBOARD}/queues/{DEFAULT}/").status_code == 200
 

@@ -27,8 +27,9 @@ class QueueOptionsForm(forms.Form):
         error_messages={"invalid": "The delay must be a whole number of seconds."},
         widget=forms.NumberInput(attrs={"placeholder": "0", "min": 0, "max": MAX_DELAY_SECONDS, "step": 1}),
     )
-    queue = forms.ChoiceField(
+    queue = forms.TypedChoiceField(
         required=False,
+        empty_value="default",
         choices=[(name, name.capitalize()) for name in settings.TASK_QUEUES],
         initial="default",
         label="Priority",
@@ -38,16 +39,10 @@ class QueueOptionsForm(forms.Form):
     def clean_delay(self) -> int:
         return self.cleaned_data["delay"] or 0
 
-    def clean_queue(self) -> str:
-        return self.cleaned_data["queue"] or "default"
-
     def queue_options(self) -> dict[str, Any]:
         return {"queue_name": self.cleaned_data["queue"], "delay": self.cleaned_data["delay"]}
 
-    @property
-    def error_status(self) -> int:
-        """The HTTP status of an invalid submission."""
-        return 400
+    error_status = 400  # the HTTP status of an invalid submission
 
     def enqueue(self, submitter: dict[str, Any]) -> str:
         """Enqueue the validated task; return its id."""

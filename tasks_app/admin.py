@@ -62,9 +62,9 @@ def exact_time_field(field_name: str, label: str) -> Callable[[admin.ModelAdmin,
     return show
 
 
-def may(permission: str) -> Callable[[admin.ModelAdmin, HttpRequest], bool]:
-    """A has_<action>_permission method, as @admin.action(permissions=[...]) looks them up."""
-    return lambda model_admin, request: request.user.has_perm(permission)
+def may(permission: str | None) -> Callable[..., bool]:
+    """A has_<action>_permission method, as @admin.action(permissions=[...]) looks them up; None: nobody."""
+    return lambda model_admin, request, obj=None: permission is not None and request.user.has_perm(permission)
 
 
 @admin.register(JobRecord)
@@ -98,15 +98,9 @@ class JobRecordAdmin(admin.ModelAdmin):
 
     # --- Who may do what -----------------------------------------------------------------------
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # rows are written by the status signal, never by hand
-
-    def has_change_permission(self, request: HttpRequest, obj: JobRecord | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: JobRecord | None = None) -> bool:
-        return False  # the "Delete jobs" action removes the job from Redis too, and reports each row
-
+    # Rows are written by the status signal, never by hand; the "Delete jobs" action removes the job
+    # from Redis too, and reports each row (Django's "Delete selected" goes with the permission).
+    has_add_permission = has_change_permission = has_delete_permission = may(None)
     has_requeue_permission = may(permissions.REQUEUE)
     has_cancel_permission = may(permissions.CANCEL)
     has_stop_permission = may(permissions.STOP)
@@ -125,7 +119,7 @@ class JobRecordAdmin(admin.ModelAdmin):
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         return [
-            path("health/", self.viewer_page(self.health_view), name="{}_{}_health".format(*info)),
+            path("health/", self.viewer_page(admin_views.health_page), name="{}_{}_health".format(*info)),
             path("health.json", self.viewer_page(admin_views.health_json), name="{}_{}_health_json".format(*info)),
             *super().get_urls(),
         ]
@@ -140,9 +134,6 @@ class JobRecordAdmin(admin.ModelAdmin):
             return view(request, *args, **kwargs)
 
         return self.admin_site.admin_view(checked)
-
-    def health_view(self, request: HttpRequest) -> HttpResponse:
-        return admin_views.health_page(request, self.admin_site)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         record = self.get_object(request, unquote(object_id))
@@ -160,11 +151,6 @@ class JobRecordAdmin(admin.ModelAdmin):
         if addresses:
             results |= queryset.filter(submitter_ip__in=addresses)
         return results, may_have_duplicates
-
-    def get_actions(self, request: HttpRequest):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     # --- Columns and fields ---------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ JOBS_PER_PAGE = 100
 
 
 @never_cache
-def health_page(request: HttpRequest, site: admin.AdminSite) -> HttpResponse:
+def health_page(request: HttpRequest) -> HttpResponse:
     """Charts, and the numbers behind them: throughput, queue depth, workers."""
     snapshot = health.current_health()
     throughput_chart = charts.stacked_columns(
@@ -59,7 +59,7 @@ def health_page(request: HttpRequest, site: admin.AdminSite) -> HttpResponse:
         [("workers", [("busy", snapshot.workers_busy), ("idle", idle), ("silent", silent)])]
     )
     context = {
-        **site.each_context(request),
+        **admin.site.each_context(request),
         "title": "Queue health",
         "health": snapshot,
         "active_minutes": [minute for minute in reversed(snapshot.minutes) if minute.finished or minute.failed],

@@ -8,7 +8,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import wraps
 
 from django.contrib import admin, messages
@@ -23,7 +23,6 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 from django_rq import models as rq_models
 from django_rq import stats_views
-from django_rq import views as rq_views
 from django_rq.admin import QueueAdmin
 from django_rq.queues import get_queue_by_index
 from django_rq.settings import get_queues_map
@@ -36,25 +35,18 @@ from rq.registry import FailedJobRegistry
 
 from tasks_app import admin_views, history, permissions, services
 from tasks_app.models import JobRecord
-from tasks_app.responses import json_error
 from tasks_app.templatetags.tasks_admin import duration
 
 logger = logging.getLogger(__name__)
 
-# The permission each action of the history list needs.
-ACTION_PERMISSIONS = {
-    "requeue_jobs": permissions.REQUEUE,
-    "cancel_jobs": permissions.CANCEL,
-    "stop_jobs": permissions.STOP,
-    "delete_jobs": permissions.DELETE,
+# Each action of the history list: its button on a job's own page, the permission it needs,
+# and the statuses it applies to.
+ACTIONS = {
+    "requeue_jobs": ("Requeue", permissions.REQUEUE, {"failed", "stopped", "canceled"}),
+    "cancel_jobs": ("Cancel", permissions.CANCEL, services.WAITING_STATUSES),
+    "stop_jobs": ("Stop", permissions.STOP, {"started"}),
+    "delete_jobs": ("Delete", permissions.DELETE, set(JobRecord.Status.values) - {"started"}),
 }
-# The actions offered as buttons on a job's own page, and the statuses they apply to.
-ROW_ACTIONS = (
-    ("requeue_jobs", "Requeue", {"failed", "stopped", "canceled"}),
-    ("cancel_jobs", "Cancel", services.WAITING_STATUSES),
-    ("stop_jobs", "Stop", {"started"}),
-    ("delete_jobs", "Delete", set(JobRecord.Status.values) - {"started"}),
-)
 # Per-row messages after an action; beyond this many, the rest are summed up in one line.
 MAX_ROW_MESSAGES = 20
 MAX_ACTION_ROWS = 1000  # rows one action may change in one request
@@ -68,6 +60,11 @@ def exact_time_field(field_name: str, label: str) -> Callable[[admin.ModelAdmin,
         return exact_time(getattr(obj, field_name))
 
     return show
+
+
+def may(permission: str | None) -> Callable[..., bool]:
+    """A has_<action>_permission method, as @admin.action(permissions=[...]) looks them up; None: nobody."""
+    return lambda model_admin, request, obj=None: permission is not None and request.user.has_perm(permission)
 
 
 @admin.register(JobRecord)
@@ -101,32 +98,19 @@ class JobRecordAdmin(admin.ModelAdmin):
 
     # --- Who may do what -----------------------------------------------------------------------
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # rows are written by the status signal, never by hand
-
-    def has_change_permission(self, request: HttpRequest, obj: JobRecord | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: JobRecord | None = None) -> bool:
-        return False  # the "Delete jobs" action removes the job from Redis too, and reports each row
-
-    def has_requeue_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(ACTION_PERMISSIONS["requeue_jobs"])
-
-    def has_cancel_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(ACTION_PERMISSIONS["cancel_jobs"])
-
-    def has_stop_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(ACTION_PERMISSIONS["stop_jobs"])
-
-    def has_delete_job_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(ACTION_PERMISSIONS["delete_jobs"])
+    # Rows are written by the status signal, never by hand; the "Delete jobs" action removes the job
+    # from Redis too, and reports each row (Django's "Delete selected" goes with the permission).
+    has_add_permission = has_change_permission = has_delete_permission = may(None)
+    has_requeue_permission = may(permissions.REQUEUE)
+    has_cancel_permission = may(permissions.CANCEL)
+    has_stop_permission = may(permissions.STOP)
+    has_delete_job_permission = may(permissions.DELETE)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         # Django answers an action the user may not run with "No action selected"; say why instead.
         action = request.POST.get("action", "") if request.method == "POST" else ""
-        if action in ACTION_PERMISSIONS and action not in self.get_actions(request):
-            return admin_views.refuse(request, self.admin_site, ACTION_PERMISSIONS[action])
+        if action in ACTIONS and action not in self.get_actions(request):
+            return admin_views.refuse(request, self.admin_site, ACTIONS[action][1])
         record_new_jobs(request)  # list jobs enqueued a moment ago too
         return super().changelist_view(request, {"title": "Job history", **(extra_context or {})})
 
@@ -135,7 +119,7 @@ class JobRecordAdmin(admin.ModelAdmin):
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         return [
-            path("health/", self.viewer_page(self.health_view), name="{}_{}_health".format(*info)),
+            path("health/", self.viewer_page(admin_views.health_page), name="{}_{}_health".format(*info)),
             path("health.json", self.viewer_page(admin_views.health_json), name="{}_{}_health_json".format(*info)),
             *super().get_urls(),
         ]
@@ -151,15 +135,12 @@ class JobRecordAdmin(admin.ModelAdmin):
 
         return self.admin_site.admin_view(checked)
 
-    def health_view(self, request: HttpRequest) -> HttpResponse:
-        return admin_views.health_page(request, self.admin_site)
-
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         record = self.get_object(request, unquote(object_id))
         available = self.get_actions(request)
         buttons = [
             (name, label)
-            for name, label, statuses in ROW_ACTIONS
+            for name, (label, _, statuses) in ACTIONS.items()
             if record and name in available and record.status in statuses
         ]
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), "job_actions": buttons})
@@ -170,11 +151,6 @@ class JobRecordAdmin(admin.ModelAdmin):
         if addresses:
             results |= queryset.filter(submitter_ip__in=addresses)
         return results, may_have_duplicates
-
-    def get_actions(self, request: HttpRequest):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     # --- Columns and fields ---------------------------------------------------------------------
 
@@ -307,46 +283,35 @@ class JobRecordAdmin(admin.ModelAdmin):
                 "Nothing was done: narrow the list with its filters, then select again.",
             )
             return None
-        report = ActionReport()
+        rows: list[tuple[int, str]] = []
         for record in queryset.only("pk", "job_id"):
             try:
                 operation(record.job_id)
             except services.TaskNotFound:
-                report.add(
-                    messages.WARNING, f"{record.job_id}: no longer in Redis (expired or deleted); nothing to do."
+                rows.append(
+                    (messages.WARNING, f"{record.job_id}: no longer in Redis (expired or deleted); nothing to do.")
                 )
             except services.TaskStateConflict as exc:
-                report.add(messages.WARNING, f"{record.job_id}: {exc}")
+                rows.append((messages.WARNING, f"{record.job_id}: {exc}"))
             except services.QueueUnavailable:
-                report.add(
-                    messages.ERROR,
-                    f"{record.job_id}: Redis cannot be reached; this and the remaining jobs were left alone.",
+                rows.append(
+                    (
+                        messages.ERROR,
+                        f"{record.job_id}: Redis cannot be reached; this and the remaining jobs were left alone.",
+                    )
                 )
                 break
             else:
-                report.add(messages.SUCCESS, f"{record.job_id}: {done}.")
+                rows.append((messages.SUCCESS, f"{record.job_id}: {done}."))
                 if log_change:
                     self.log_change(request, record, f"{done.capitalize()} from the admin.")
-        report.send(request)
-        return redirect_to_next(request)
-
-
-@dataclass
-class ActionReport:
-    """Per-row messages, capped so that a large selection does not bury the page."""
-
-    rows: list[tuple[int, str]] = field(default_factory=list)
-
-    def add(self, level: int, text: str) -> None:
-        self.rows.append((level, text))
-
-    def send(self, request: HttpRequest) -> None:
-        for level, text in self.rows[:MAX_ROW_MESSAGES]:
+        # One message per row, capped so that a large selection does not bury the page.
+        for level, text in rows[:MAX_ROW_MESSAGES]:
             messages.add_message(request, level, text)
-        hidden = self.rows[MAX_ROW_MESSAGES:]
-        if hidden:
+        if hidden := rows[MAX_ROW_MESSAGES:]:
             succeeded = sum(level == messages.SUCCESS for level, _ in hidden)
             messages.info(request, f"… and {len(hidden)} more jobs ({succeeded} done, {len(hidden) - succeeded} not).")
+        return redirect_to_next(request)
 
 
 def redirect_to_next(request: HttpRequest) -> HttpResponse | None:
@@ -380,19 +345,18 @@ def is_ip_address(text: str) -> bool:
 class Guard:
     """What one of django-rq's views needs, and which jobs its POST changes (to update the history)."""
 
-    permission: Callable[[HttpRequest], str | None]
+    permissions: Callable[[HttpRequest], tuple[str, ...]]
     changes: Callable[[HttpRequest, dict], list[str]] = lambda request, kwargs: []
 
 
-def needs(permission: str | None) -> Callable[[HttpRequest], str | None]:
-    return lambda request: permission
+def needs(*names: str) -> Callable[[HttpRequest], tuple[str, ...]]:
+    return lambda request: names
 
 
-def bulk_action_permission(request: HttpRequest) -> str | None:
+def bulk_action_permission(request: HttpRequest) -> tuple[str, ...]:
     """The bulk form posts its action by name; showing the confirmation needs the same right as doing it."""
-    if request.method != "POST":
-        return None
-    return BULK_ACTIONS.get(request.POST.get("action", ""))
+    action = request.POST.get("action", "") if request.method == "POST" else ""
+    return (BULK_ACTIONS[action],) if action in BULK_ACTIONS else permissions.OPERATOR_PERMISSIONS
 
 
 def the_job(request: HttpRequest, kwargs: dict) -> list[str]:
@@ -413,18 +377,29 @@ def failed_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
 
 BULK_ACTIONS = {"delete": permissions.DELETE, "requeue": permissions.REQUEUE, "stop": permissions.STOP}
 
-# Every django-rq view that changes something; GET (its confirmation page) and POST alike.
+# django-rq's pages by URL name (without its "django_rq_" prefix). permissions.READ_ONLY_PAGES only
+# read and need the dashboard permission; these change jobs or queues on POST, and their GET (the
+# confirmation) needs the same right.
 GUARDS = {
-    rq_views.delete_job: Guard(needs(permissions.DELETE), the_job),
-    rq_views.requeue_job_view: Guard(needs(permissions.REQUEUE), the_job),
-    rq_views.enqueue_job: Guard(needs(permissions.REQUEUE), the_job),
-    rq_views.stop_job: Guard(needs(permissions.STOP), the_job),
-    rq_views.clear_queue: Guard(needs(permissions.EMPTY_QUEUE), queued_jobs),
-    rq_views.requeue_all: Guard(needs(permissions.REQUEUE), failed_jobs),
-    rq_views.delete_failed_jobs: Guard(needs(permissions.DELETE), failed_jobs),
-    rq_views.confirm_action: Guard(bulk_action_permission),
-    rq_views.actions: Guard(bulk_action_permission, selected_jobs),
+    "delete_job": Guard(needs(permissions.DELETE), the_job),
+    "requeue_job": Guard(needs(permissions.REQUEUE), the_job),
+    "enqueue_job": Guard(needs(permissions.REQUEUE), the_job),
+    "stop_job": Guard(needs(permissions.STOP), the_job),
+    "clear": Guard(needs(permissions.EMPTY_QUEUE), queued_jobs),
+    "requeue_all": Guard(needs(permissions.REQUEUE), failed_jobs),
+    "delete_failed_jobs": Guard(needs(permissions.DELETE), failed_jobs),
+    "confirm_action": Guard(bulk_action_permission),
+    "actions": Guard(bulk_action_permission, selected_jobs),
 }
+READ_ONLY = Guard(needs())
+# Fails closed: a page neither list knows (one a later django-rq adds) is for operators only.
+UNKNOWN = Guard(needs(*permissions.OPERATOR_PERMISSIONS))
+
+
+def guard_of(request: HttpRequest) -> Guard:
+    match = request.resolver_match
+    name = match.url_name.removeprefix("django_rq_") if match and match.url_name else ""
+    return GUARDS.get(name) or (READ_ONLY if name in permissions.READ_ONLY_PAGES else UNKNOWN)
 
 
 class GuardedDashboardAdmin(QueueAdmin):
@@ -433,8 +408,8 @@ class GuardedDashboardAdmin(QueueAdmin):
 
     django-rq itself lets any staff account read every page (job arguments and tracebacks
     included). Its JSON stats and Prometheus metrics take the RQ_API_TOKEN only in the
-    Authorization header (or a staff session): a token in the URL would end up in access logs
-    and browser history.
+    Authorization header (or a viewer's session): a token in the URL would end up in access
+    logs and browser history.
     """
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
@@ -457,25 +432,23 @@ class GuardedDashboardAdmin(QueueAdmin):
             return wrapper
 
         return [
-            re_path(r"^stats.json/?$", stats_views.stats_json, name="django_rq_home_json"),
-            re_path(r"^stats.json/(?P<token>[^/]+)/?$", token_in_url_refused),
-            re_path(r"^metrics/?$", prometheus_metrics, name="django_rq_metrics"),
+            re_path(r"^stats.json/?$", admin_views.stats_json, name="django_rq_home_json"),
+            re_path(r"^stats.json/(?P<token>[^/]+)/?$", admin_views.token_in_url_refused),
+            re_path(r"^metrics/?$", admin_views.prometheus_metrics, name="django_rq_metrics"),
             # Before django-rq's own patterns, where "canceled" would be taken for a job id.
             path("queues/<int:queue_index>/canceled/", wrap(admin_views.canceled_jobs), name="django_rq_canceled_jobs"),
             *get_admin_urlpatterns(name_prefix="django_rq_", view_wrapper=wrap),
-            *admin.ModelAdmin.get_urls(self),
+            # The admin index links here; django-rq's "home" above answers it. The model has no
+            # table, so the admin's change, history and delete pages of a "dashboard" are left out.
+            path("", wrap(stats_views.stats), name="django_rq_dashboard_changelist"),
         ]
 
-    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
-        return self.guarded(stats_views.stats)(request)  # refuses without permissions.DASHBOARD
-
     def guarded(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        guard = GUARDS.get(view, Guard(needs(None)))
-
         @wraps(view)
         def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            for needed in (permissions.DASHBOARD, guard.permission(request)):
-                if needed and not request.user.has_perm(needed):
+            guard = guard_of(request)
+            for needed in (permissions.DASHBOARD, *guard.permissions(request)):
+                if not request.user.has_perm(needed):
                     return admin_views.refuse(request, self.admin_site, needed)
             changed = jobs_changed_by(guard, request, kwargs)
             if changed:
@@ -517,29 +490,6 @@ def jobs_changed_by(guard: Guard, request: HttpRequest, kwargs: dict) -> list[st
         return guard.changes(request, kwargs)
     except (RedisError, IndexError):
         return []  # django-rq's view reports the problem itself
-
-
-def token_in_url_refused(request: HttpRequest, token: str) -> HttpResponse:
-    """django-rq accepts stats.json/<token>; this site does not (URLs end up in logs)."""
-    return json_error(
-        "Tokens in the URL are not accepted: send 'Authorization: Bearer <RQ_API_TOKEN>' to stats.json.",
-        401,
-        headers={"WWW-Authenticate": 'Bearer realm="django-rq"'},
-    )
-
-
-def prometheus_metrics(request: HttpRequest) -> HttpResponse:
-    """django-rq's metrics, keeping its shared registry whole.
-
-    django-rq replaces its module-wide registry with the narrowed one when a scrape asks for
-    `?name[]=...`, so every later scrape in that process would see only those metrics.
-    """
-    full_registry = stats_views.registry
-    try:
-        return stats_views.prometheus_metrics(request)
-    finally:
-        if full_registry is not None or "name[]" in request.GET:
-            stats_views.registry = full_registry
 
 
 if admin.site.is_registered(rq_models.Dashboard):

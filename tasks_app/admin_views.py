@@ -1,30 +1,43 @@
-"""Admin pages beyond the model list: queue health (page and JSON), a queue's canceled jobs, refusals.
+"""Admin pages beyond the model list: queue health (page and JSON), a queue's canceled jobs, refusals,
+and django-rq's JSON stats and Prometheus metrics behind a token or a viewer's session.
 
-admin.py routes to these through the admin site, which has already checked that the user is
+admin.py routes the pages through the admin site, which has already checked that the user is
 active staff; each view here checks what else it needs.
 """
 
+from secrets import compare_digest
+
+import prometheus_client
 from django.conf import settings
 from django.contrib import admin
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django_rq import stats_views
+from django_rq.contrib.prometheus import RQCollector
 from django_rq.queues import get_queue_by_index
-from django_rq.utils import DEFAULT_ITEMS_PER_PAGE, get_jobs, paginate
-from django_rq.views import each_context
+from rq.job import Job
 from rq.registry import CanceledJobRegistry
 
 from tasks_app import charts, health
-from tasks_app.permissions import OPERATORS_GROUP, VIEWER_PERMISSIONS, VIEWERS_GROUP, permissions_named
-from tasks_app.responses import json_success
+from tasks_app.permissions import (
+    DASHBOARD,
+    OPERATORS_GROUP,
+    VIEWER_PERMISSIONS,
+    VIEWERS_GROUP,
+    permissions_named,
+)
+from tasks_app.responses import json_error, json_success
 
 QUEUE_SERIES = ("queued", "started", "scheduled", "deferred")
 THROUGHPUT_LABEL_EVERY = 10  # minutes between time labels
+JOBS_PER_PAGE = 100
 
 
 @never_cache
-def health_page(request: HttpRequest, site: admin.AdminSite) -> HttpResponse:
+def health_page(request: HttpRequest) -> HttpResponse:
     """Charts, and the numbers behind them: throughput, queue depth, workers."""
     snapshot = health.current_health()
     throughput_chart = charts.stacked_columns(
@@ -46,7 +59,7 @@ def health_page(request: HttpRequest, site: admin.AdminSite) -> HttpResponse:
         [("workers", [("busy", snapshot.workers_busy), ("idle", idle), ("silent", silent)])]
     )
     context = {
-        **site.each_context(request),
+        **admin.site.each_context(request),
         "title": "Queue health",
         "health": snapshot,
         "active_minutes": [minute for minute in reversed(snapshot.minutes) if minute.finished or minute.failed],
@@ -76,17 +89,19 @@ def canceled_jobs(request: HttpRequest, queue_index: int) -> HttpResponse:
     except IndexError:
         raise Http404(f"No queue number {queue_index}") from None
     registry = CanceledJobRegistry(queue=queue)
-    num_jobs = registry.get_job_count(cleanup=False)
-    page, page_range, offset = paginate(request, num_jobs)
-    job_ids = registry.get_job_ids(offset, offset + DEFAULT_ITEMS_PER_PAGE - 1, desc=True, cleanup=False)
+    paginator = Paginator(range(registry.get_job_count(cleanup=False)), JOBS_PER_PAGE)  # counts, reads nothing
+    page = paginator.get_page(request.GET.get("page"))
+    offset = (page.number - 1) * JOBS_PER_PAGE
+    job_ids = registry.get_job_ids(offset, offset + JOBS_PER_PAGE - 1, desc=True, cleanup=False)
+    jobs = Job.fetch_many(job_ids, connection=queue.connection, serializer=queue.serializer)
     context = {
-        **each_context(request),
+        **admin.site.each_context(request),
         "queue": queue,
         "queue_index": queue_index,
-        "jobs": get_jobs(queue, job_ids, registry) if job_ids else [],
-        "num_jobs": num_jobs,
-        "page": page,
-        "page_range": page_range,
+        "jobs": [job for job in jobs if job is not None],  # None: expired since the ids were read
+        "num_jobs": paginator.count,
+        "page": page.number,
+        "page_range": list(paginator.get_elided_page_range(page.number)),
         "job_status": "Canceled",
     }
     return render(request, "django_rq/jobs.html", context)
@@ -114,3 +129,47 @@ def redis_unavailable(request: HttpRequest, site: admin.AdminSite, error: Except
     response = render(request, "admin/tasks_app/unavailable.html", context, status=503)
     response["Retry-After"] = "5"
     return response
+
+
+# --- django-rq's JSON stats and Prometheus metrics, for monitoring scripts ---------------------------
+
+HOW_TO_AUTHENTICATE = "Send 'Authorization: Bearer <RQ_API_TOKEN>' (or open it in a session of a queue viewer)."
+
+
+def api_access(request: HttpRequest) -> bool:
+    """RQ_API_TOKEN as a Bearer token (the scheme in any case), or a queue viewer's session."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.RQ_API_TOKEN
+    if expected and scheme.lower() == "bearer" and compare_digest(token.strip().encode(), expected.encode()):
+        return True
+    return request.user.is_active and request.user.is_staff and request.user.has_perm(DASHBOARD)
+
+
+def refused_without_token() -> HttpResponse:
+    return json_error(HOW_TO_AUTHENTICATE, 401, headers={"WWW-Authenticate": 'Bearer realm="django-rq"'})
+
+
+def stats_json(request: HttpRequest) -> HttpResponse:
+    """django-rq's queue statistics, for a token or a viewer (django-rq lets any staff account in)."""
+    return stats_views.stats_json(request) if api_access(request) else refused_without_token()
+
+
+def token_in_url_refused(request: HttpRequest, token: str) -> HttpResponse:
+    """django-rq accepts stats.json/<token>; this site does not (URLs end up in logs)."""
+    return json_error(f"Tokens in the URL are not accepted. {HOW_TO_AUTHENTICATE}", 401)
+
+
+@never_cache
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """django-rq's metrics (its RQCollector), on a registry of this request's own.
+
+    django-rq's own view narrows its one registry for good when a scrape asks for ?name[]=...
+    """
+    if not api_access(request):
+        return refused_without_token()
+    registry = prometheus_client.CollectorRegistry(auto_describe=True)
+    registry.register(RQCollector())
+    if "name[]" in request.GET:
+        registry = registry.restricted_registry(request.GET.getlist("name[]"))
+    encoder, content_type = prometheus_client.exposition.choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(registry), content_type=content_type)

@@ -1,5 +1,7 @@
 from django.apps import AppConfig
+from django.conf import settings
 from django.db.models.signals import post_migrate
+from django.utils.module_loading import import_string
 
 
 class TasksAppConfig(AppConfig):
@@ -17,3 +19,9 @@ class TasksAppConfig(AppConfig):
             thumbnails.discard_files_of_unfinished_job, dispatch_uid="tasks_app.thumbnails"
         )
         post_migrate.connect(permissions.create_queue_groups_after_migrate, sender=self)
+        # Settings name the Sentinel connection class by its path (they import no app code);
+        # django-rq hands CONNECTION_KWARGS to redis-py as they are, and redis-py needs the class.
+        for config in settings.RQ_QUEUES.values():
+            kwargs = config.get("CONNECTION_KWARGS", {})
+            if isinstance(kwargs.get("connection_class"), str):
+                kwargs["connection_class"] = import_string(kwargs["connection_class"])

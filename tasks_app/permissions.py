@@ -19,6 +19,29 @@ DASHBOARD = "django_rq.admin"  # django-rq's own permission: every page of its d
 VIEWER_PERMISSIONS = ("tasks_app.view_jobrecord", DASHBOARD)
 OPERATOR_PERMISSIONS = (*VIEWER_PERMISSIONS, REQUEUE, CANCEL, STOP, DELETE, EMPTY_QUEUE)
 
+# django-rq's pages that only read, by URL name (without its "django_rq_" prefix), ours included:
+# a viewer may open them. Any other page of django-rq needs an operator's permissions (admin.py).
+READ_ONLY_PAGES = frozenset(
+    {
+        "home",
+        "jobs",
+        "queue_details",
+        "finished_jobs",
+        "failed_jobs",
+        "scheduled_jobs",
+        "started_jobs",
+        "deferred_jobs",
+        "canceled_jobs",
+        "job_detail",
+        "result_detail",
+        "workers",
+        "worker_details",
+        "scheduler_jobs",
+        "cron_scheduler_detail",
+        "cron_job_detail",
+    }
+)
+
 VIEWERS_GROUP = "Queue viewers"
 OPERATORS_GROUP = "Queue operators"
 GROUPS = {VIEWERS_GROUP: VIEWER_PERMISSIONS, OPERATORS_GROUP: OPERATOR_PERMISSIONS}

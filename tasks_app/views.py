@@ -25,7 +25,7 @@ from tasks_app.forms import (
     read_submission,
     submission_form,
 )
-from tasks_app.responses import json_error, json_methods, json_success, never_cache_json
+from tasks_app.responses import json_error, json_methods, json_success
 from tasks_app.uploads import uploaded_files
 
 QUEUE_DOWN_MESSAGE = "The task queue is unavailable right now (Redis cannot be reached). Try again shortly."
@@ -177,7 +177,7 @@ def create_task(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@never_cache_json
+@never_cache
 @json_methods(["GET", "HEAD"])
 def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
     """Report a job's status, progress, times, result and error."""

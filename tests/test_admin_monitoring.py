@@ -247,3 +247,25 @@ def test_asking_for_some_metrics_does_not_narrow_later_scrapes(real_redis, token
     narrowed = Client().get(f"{DASHBOARD}/metrics/?name[]=rq_workers", **auth).content.decode()
     assert "rq_jobs" not in narrowed
     assert "rq_jobs" in Client().get(f"{DASHBOARD}/metrics/", **auth).content.decode()
+
+
+@pytest.mark.parametrize("path", ["stats.json", "metrics/"])
+def test_staff_without_the_viewer_permission_get_no_stats_or_metrics(real_redis, token, path):  # noqa: F811
+    client = Client()
+    client.force_login(User.objects.create_user("nobody", password="x", is_staff=True))
+    response = client.get(f"{DASHBOARD}/{path}")
+    assert response.status_code == 401
+    assert "queues" not in response.json()
+
+
+def test_a_viewers_session_gets_the_metrics(real_redis):  # noqa: F811
+    client = Client()
+    user = User.objects.create_user("viewer", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name=VIEWERS_GROUP))
+    client.force_login(user)
+    assert 'rq_jobs{queue="default",status="queued"}' in client.get(f"{DASHBOARD}/metrics/").content.decode()
+
+
+def test_the_bearer_scheme_is_read_in_any_case_for_metrics(real_redis, token):  # noqa: F811
+    response = Client().get(f"{DASHBOARD}/metrics/", HTTP_AUTHORIZATION=f"bearer {token}")
+    assert response.status_code == 200

@@ -12,6 +12,8 @@ from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
 from django.http import HttpResponse
 from django.test import Client
+from django.urls import reverse
+from django_rq.urls import get_admin_urlpatterns
 from redis import Redis
 from rq import Queue
 from rq.job import Job
@@ -243,6 +245,66 @@ def test_django_rq_pages_with_redis_down_say_so(viewer, down_redis):
     response = viewer.get(f"{DASHBOARD}/queues/{DEFAULT}/")
     assert response.status_code == 503
     assert "Redis cannot be reached" in response.content.decode()
+
+
+# django-rq's pages that only read, as these tests know them: every other page refuses a viewer.
+VIEWER_PAGES = {
+    "home",
+    "jobs",
+    "queue_details",
+    "finished_jobs",
+    "failed_jobs",
+    "scheduled_jobs",
+    "started_jobs",
+    "deferred_jobs",
+    "job_detail",
+    "result_detail",
+    "workers",
+    "worker_details",
+    "scheduler_jobs",
+    "cron_scheduler_detail",
+    "cron_job_detail",
+}
+
+
+def test_every_django_rq_page_that_is_not_read_only_refuses_a_viewer(viewer, redis_jobs):
+    """Checked on the patterns django-rq registers itself, so a page a new version adds is covered too."""
+    values = {
+        "queue_index": DEFAULT,
+        "job_id": redis_jobs.failed,
+        "result_id": "0-0",
+        "key": "worker",
+        "scheduler_index": 0,
+        "connection_index": 0,
+        "scheduler_name": "scheduler",
+        "cron_job_name": "cron",
+    }
+    refused = set()
+    for pattern in get_admin_urlpatterns(name_prefix="django_rq_"):
+        name = pattern.name.removeprefix("django_rq_")
+        if name in VIEWER_PAGES:
+            continue
+        url = reverse(f"admin:{pattern.name}", kwargs={key: values[key] for key in pattern.pattern.converters})
+        for method in (viewer.get, viewer.post):
+            response = without_change(redis_jobs, lambda method=method, url=url: method(url, {"action": "delete"}))
+            assert response.status_code == 403, (method, url)
+        refused.add(name)
+    assert {"delete_job", "requeue_job", "stop_job", "clear", "requeue_all", "actions"} <= refused
+
+
+def test_a_django_rq_page_the_table_does_not_know_is_for_operators_only(viewer, operator, redis_jobs, monkeypatch):
+    from tasks_app import permissions
+
+    # As if django-rq's queue page were new, and nobody had listed it as read-only yet.
+    monkeypatch.setattr(permissions, "READ_ONLY_PAGES", permissions.READ_ONLY_PAGES - {"jobs"})
+    assert_refused(without_change(redis_jobs, lambda: viewer.get(f"{DASHBOARD}/queues/{DEFAULT}/")), "requeue_job")
+    assert operator.get(f"{DASHBOARD}/queues/{DEFAULT}/").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["1/change/", "1/history/", "1/delete/"])
+def test_the_dashboard_has_no_object_pages_to_fail_on(page, operator):
+    """django-rq's Dashboard model has no table: the admin's object pages of it are not found, not a 500."""
+    assert operator.get(f"{DASHBOARD}/{page}").status_code == 404
 
 
 # --- Our own actions on the job history ------------------------------------------------------------

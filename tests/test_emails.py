@@ -322,11 +322,17 @@ def test_email_goes_to_the_console_in_development_and_to_smtp_once_configured():
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"SITE_URL": "tasks.example.org"}, "SITE_URL must be an http:// or https:// address"),
+        ({"SITE_URL": "tasks.example.org"}, """Environment variable "SITE_URL" invalid: ['Not a valid URL.']"""),
         ({"EMAIL_USE_TLS": "true", "EMAIL_USE_SSL": "true"}, "EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive"),
-        ({"THUMBNAIL_SIZES": "128,big"}, "THUMBNAIL_SIZES must be comma-separated whole numbers"),
+        (
+            {"THUMBNAIL_SIZES": "128,big"},
+            """Environment variable "THUMBNAIL_SIZES" invalid: {1: ['Not a valid integer.']}""",
+        ),
         ({"THUMBNAIL_SIZES": "0,128"}, "THUMBNAIL_SIZES must list whole numbers from 16 to 4096"),
-        ({"DJANGO_STORAGE_OPTIONS": "[1]"}, "DJANGO_STORAGE_OPTIONS must be a JSON object"),
+        (
+            {"DJANGO_STORAGE_OPTIONS": "[1]"},
+            """Environment variable "DJANGO_STORAGE_OPTIONS" invalid: ['Must be a JSON object.']""",
+        ),
     ],
 )
 def test_bad_settings_are_refused_by_name(env, message):

@@ -10,6 +10,7 @@ from rq.serializers import JSONSerializer
 
 from taskqueue_site.settings import sentinel_connection
 from tasks_app import services
+from tasks_app.redis_sentinel import FailoverFollowingConnection
 from tests.support.processes import free_port
 
 
@@ -67,6 +68,7 @@ def test_healthz_through_sentinel_answers_503_within_two_seconds_when_no_sentine
         "taskqueue",
         connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
         socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        connection_class=FailoverFollowingConnection,
     )
     settings.RQ_QUEUES = {
         name: {**{k: v for k, v in config.items() if k != "URL"}, **connection}

@@ -5,13 +5,10 @@ import re
 import socket
 import threading
 import time
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 
 import pytest
-from django.http import JsonResponse
 from django.test import Client
-from django.views.decorators.cache import never_cache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -21,8 +18,6 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from tasks_app import redis_reads, services
-from tasks_app.forms import TaskForm, submission_form
-from tasks_app.responses import never_cache_json
 from tasks_app.workers import InProcessJSONWorker
 
 
@@ -141,28 +136,6 @@ def test_wrong_method_answers_json_405(fake_redis):
 
 
 # --- GET /tasks/<id> ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("own_headers", [{}, {"Cache-Control": "public, max-age=60"}, {"Expires": "0"}])
-def test_never_cache_json_writes_what_djangos_never_cache_writes(rf, own_headers):
-    def view(request):
-        return JsonResponse({}, headers=own_headers)
-
-    ours, django = never_cache_json(view)(rf.get("/")), never_cache(view)(rf.get("/"))
-    assert ours["Cache-Control"] == django["Cache-Control"]
-    if "Expires" in own_headers:
-        assert ours["Expires"] == django["Expires"] == own_headers["Expires"]
-    else:  # both "now"
-        gap = parsedate_to_datetime(ours["Expires"]) - parsedate_to_datetime(django["Expires"])
-        assert abs(gap) <= timedelta(seconds=1)
-
-
-def test_submission_forms_share_their_fields_but_not_the_list_of_them():
-    first, second = submission_form({"type": "1"}), submission_form({"type": "2"})
-    del first.fields["delay"]
-    assert "delay" in second.fields and "delay" in submission_form({"type": "3"}).fields
-    assert second.fields["type"] is TaskForm.base_fields["type"]  # not deep-copied for each form
-    assert (second.is_valid(), second.cleaned_data["type"]) == (True, 2)
 
 
 def test_status_of_a_queued_task(fake_redis):

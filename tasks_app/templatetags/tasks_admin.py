@@ -10,31 +10,12 @@ from redis.exceptions import RedisError
 from rq.registry import CanceledJobRegistry
 
 from tasks_app import services
+from tasks_app.permissions import READ_ONLY_PAGES
 
 register = template.Library()
 
-# Admin pages that refresh themselves (admin-live.js): lists and details, never forms that confirm.
-LIVE_PAGES = frozenset(
-    {
-        "tasks_app_jobrecord_changelist",
-        "tasks_app_jobrecord_change",
-        "tasks_app_jobrecord_health",
-        "django_rq_home",
-        "django_rq_dashboard_changelist",
-        "django_rq_queue_details",
-        "django_rq_jobs",
-        "django_rq_started_jobs",
-        "django_rq_finished_jobs",
-        "django_rq_failed_jobs",
-        "django_rq_scheduled_jobs",
-        "django_rq_deferred_jobs",
-        "django_rq_canceled_jobs",
-        "django_rq_job_detail",
-        "django_rq_workers",
-        "django_rq_worker_details",
-        "django_rq_scheduler_jobs",
-    }
-)
+# Our admin pages that refresh themselves (admin-live.js); so do django-rq's read-only pages.
+LIVE_PAGES = frozenset({"tasks_app_jobrecord_changelist", "tasks_app_jobrecord_change", "tasks_app_jobrecord_health"})
 
 
 # Above a minute: the largest unit that fits, and the next smaller one.
@@ -63,10 +44,11 @@ def duration(value: timedelta | float | None) -> str:
 
 @register.simple_tag(takes_context=True)
 def live_refresh(context: template.Context) -> str:
-    """On the pages that refresh themselves, load the module that does it."""
+    """On the pages that refresh themselves (never forms that confirm), load the module that does it."""
     request = context.get("request")
     match = getattr(request, "resolver_match", None)
-    if match is None or match.url_name not in LIVE_PAGES:
+    name = match.url_name if match else None
+    if name not in LIVE_PAGES and (name or "").removeprefix("django_rq_") not in READ_ONLY_PAGES:
         return ""
     return format_html('<script type="module" src="{}"></script>', static("tasks_app/admin-live.js"))
 

@@ -20,6 +20,7 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from taskqueue_site.settings import sentinel_connection
+from tasks_app.redis_sentinel import FailoverFollowingConnection
 from tasks_app.services import build_subscription_connection
 from tests.support.http import read_events, request
 from tests.support.processes import PROJECT_ROOT, child_env, manage_py, stop, wait_until
@@ -135,6 +136,7 @@ def test_a_client_retrying_through_a_failover_reaches_the_new_master(tmp_path):
             sentinel_password=redis.sentinel_password,
             connect_timeout=0.5,
             socket_timeout=1.0,
+            connection_class=FailoverFollowingConnection,
         )
         retries = (ConstantBackoff(0.25), 80)  # 20 s: the failover takes 2 to 5
         pooled = get_redis_connection(config)

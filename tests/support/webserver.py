@@ -25,6 +25,15 @@ PRODUCTION_FLAGS = [
 ]
 
 
+def production_command(host: str, port: int, workers: int) -> list[str]:
+    """The production command of compose.yml and the Dockerfile, run by this Python."""
+    return [sys.executable, "-m", "uvicorn", "taskqueue_site.asgi:application", "--host", host, "--port", str(port)] + [
+        "--workers",
+        str(workers),
+        *PRODUCTION_FLAGS,
+    ]
+
+
 def production_env(base: dict[str, str], directory: Path) -> dict[str, str]:
     """Production settings with a migrated SQLite database of their own in `directory`."""
     return migrated_database_env({**base, **PRODUCTION_ENV}, directory)

@@ -4,6 +4,8 @@ Two audiences: people (the page and the job page, CSRF-protected HTML forms) and
 (POST /tasks and GET /tasks/<id>, JSON in the one shape of responses.py).
 """
 
+from collections.abc import Callable
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
@@ -53,7 +55,7 @@ def index(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render_index(request, form, status=form.error_status)
     try:
-        task_id = enqueue_from_form(request, form, submitter_of(request, request.user))
+        task_id = enqueue_from_form(request, form, request.user)
     except services.RateLimited as exc:
         form.add_error(None, str(exc))
         return with_headers(render_index(request, form, status=429), {"Retry-After": str(exc.retry_after)})
@@ -150,12 +152,12 @@ async def create_task(request: HttpRequest) -> HttpResponse:
     """Enqueue a task from form data or JSON; answer 202 with its id and status URL."""
     if request.method != "POST":
         return method_not_allowed(request, "POST")
-    submitter = submitter_of(request, await request.auser())
+    user = await request.auser()
     # One hop to a thread for the parsing, the image check and the Redis calls: none of them blocks the loop.
-    return await sync_to_async(create_task_response, thread_sensitive=False)(request, submitter)
+    return await sync_to_async(create_task_response, thread_sensitive=False)(request, user)
 
 
-def create_task_response(request: HttpRequest, submitter: dict[str, object]) -> HttpResponse:
+def create_task_response(request: HttpRequest, user) -> HttpResponse:
     try:
         submission = read_submission(request)
     except UploadTooLarge as exc:
@@ -170,7 +172,7 @@ def create_task_response(request: HttpRequest, submitter: dict[str, object]) -> 
             message = errors["image"][0]
         return json_error(message, form.error_status, errors=errors)
     try:
-        task_id = enqueue_from_form(request, form, submitter)
+        task_id = enqueue_from_form(request, form, user)
     except services.RateLimited as exc:
         return json_error(str(exc), 429, headers={"Retry-After": str(exc.retry_after)})
     except services.QueueFull as exc:
@@ -276,20 +278,11 @@ def cancel_task(request: HttpRequest, task_id: str) -> HttpResponse:
     return json_success({"task_id": task_id, "task_status": outcome, "stop_requested": False})
 
 
-def enqueue_from_form(request: HttpRequest, form: QueueOptionsForm, submitter: dict[str, object]) -> str:
+def enqueue_from_form(request: HttpRequest, form: QueueOptionsForm, user) -> str:
     """Enqueue a validated submission if the client and the queue may take it; record who sent it."""
     services.admit_submission(request.META.get("REMOTE_ADDR", "unknown"), form.cleaned_data["queue"])
-    return form.enqueue(submitter)
-
-
-def submitter_of(request: HttpRequest, user) -> dict[str, object]:
-    """Who sent a request: the logged-in user if any, and the client address."""
-    authenticated = bool(user and user.is_authenticated)
-    return {
-        "user_id": user.pk if authenticated else None,
-        "username": user.get_username() if authenticated else "",
-        "ip": request.META.get("REMOTE_ADDR", ""),
-    }
+    user_id, username = (user.pk, user.get_username()) if user and user.is_authenticated else (None, "")
+    return form.enqueue({"user_id": user_id, "username": username, "ip": request.META.get("REMOTE_ADDR", "")})
 
 
 @json_methods(["GET", "HEAD"])
@@ -301,30 +294,18 @@ def openapi_document(request: HttpRequest) -> HttpResponse:
 # --- Error handlers (settings.DEBUG off) --------------------------------------------------------
 
 
-def wants_json(request: HttpRequest) -> bool:
-    """API paths and clients that ask for JSON get JSON errors."""
-    return request.path.startswith("/tasks") or "application/json" in request.headers.get("Accept", "")
+def error_handler(status: int, message: str) -> Callable[..., HttpResponse]:
+    """JSON for API paths and clients that ask for JSON, the status's page for people."""
+
+    def handler(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+        if request.path.startswith("/tasks") or "application/json" in request.headers.get("Accept", ""):
+            return json_error(message.format(path=request.path), status)
+        return render(request, f"{status}.html", status=status)
+
+    return handler
 
 
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if wants_json(request):
-        return json_error("Bad request.", 400)
-    return render(request, "400.html", status=400)
-
-
-def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if wants_json(request):
-        return json_error("Permission denied.", 403)
-    return render(request, "403.html", status=403)
-
-
-def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if wants_json(request):
-        return json_error(f"Nothing at {request.path}.", 404)
-    return render(request, "404.html", status=404)
-
-
-def server_error(request: HttpRequest) -> HttpResponse:
-    if wants_json(request):
-        return json_error("Internal server error.", 500)
-    return render(request, "500.html", status=500)
+bad_request = error_handler(400, "Bad request.")
+permission_denied = error_handler(403, "Permission denied.")
+not_found = error_handler(404, "Nothing at {path}.")
+server_error = error_handler(500, "Internal server error.")

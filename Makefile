@@ -8,11 +8,26 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test test-compose lint format bench bench-profile bench-push bench-load check-system-run check-system-test clean
+.PHONY: run test test-compose lint format bench bench-load check-system-run check-system-test clean
+
+# `make run`: the Procfile through honcho: the production server (uvicorn, reloading on code
+# changes), WORKERS workers and a private Redis (data in REDIS_DIR, var/redis) unless REDIS_URL
+# or REDIS_SENTINELS is set. PORT, HOST and REDIS_PORT choose the addresses; Ctrl-C stops them all.
+# honcho reads the environment only, not .env (compose's file), as the settings do.
+PORT ?= 8000
+REDIS_PORT ?= 6379
+WORKERS ?= 1
+ifeq ($(REDIS_URL)$(REDIS_SENTINELS),)
+RUN_ENV := REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0
+RUN_PROCESSES :=
+else
+RUN_PROCESSES := web worker
+endif
 
 run: $(VENV)/.runtime check-system-run
 	$(PY) manage.py migrate --noinput
-	exec $(PY) manage.py runstack
+	PATH="$(abspath $(VENV))/bin:$$PATH" SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)/}" $(RUN_ENV) \
+	  exec $(VENV)/bin/honcho start --env /dev/null --port $(PORT) --concurrency worker=$(WORKERS) $(RUN_PROCESSES)
 
 test: $(VENV)/.dev check-system-test
 	$(VENV)/bin/ruff format --check .
@@ -33,19 +48,11 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Throughput and latency beside raw RQ and Redis, written to bench/RESULTS.md (needs wrk).
+# The site beside the Flask tutorial's views (bench/peer.py) under stock servers, written to
+# bench/RESULTS.md (needs wrk).
 bench: $(VENV)/.dev check-system-test
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }
 	$(PY) bench/run.py
-
-# Where the web server's Python time goes under load, by layer (py-spy), written to bench/PROFILE.md.
-bench-profile: $(VENV)/.dev check-system-test
-	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }
-	$(PY) bench/cpu_profile.py
-
-# Push (Server-Sent Events) versus polling latency, written to bench/push_latency.md.
-bench-push: $(VENV)/.dev check-system-test
-	$(PY) bench/push_latency.py
 
 # 10,000 jobs from 32 clients through 4 workers, reconciled: none lost, none run twice.
 bench-load: $(VENV)/.dev check-system-test

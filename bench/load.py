@@ -3,7 +3,7 @@
 Starts its own redis-server, the site under uvicorn and W `manage.py rqworker` processes on
 loopback (rate and depth limits off), sends the jobs, waits until the queues drain, then
 reconciles: every acknowledged (202) job must be `finished`, and must have run exactly once
-(the workers count executions per job id in Redis).
+(RQ keeps a Result for every execution of a job).
 
 Full run (the documented figure):   make bench-load      (10,000 jobs, 32 clients, 4 workers)
 CI runs a smaller one through tests/integration/test_load.py.
@@ -23,8 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
-from bench.counting_worker import EXECUTIONS_KEY
 from tests.support.processes import child_env, manage_py, redis_server, start_asgi_server, stop, wait_until
 from tests.support.webserver import migrated_database_env
 
@@ -96,19 +97,22 @@ def send_jobs(host: str, port: int, jobs: int, clients: int, report: LoadReport)
 
 
 def reconcile(connection: Redis, report: LoadReport) -> None:
-    executions = {key.decode(): int(value) for key, value in connection.hgetall(EXECUTIONS_KEY).items()}
-    for task_id in report.acknowledged:
-        status = (connection.hget(f"rq:job:{task_id}", "status") or b"missing").decode()
+    for job in fetch(connection, report.acknowledged):
+        status = job.get_status(refresh=False) if job else "missing"
         if status == "finished":
             report.finished += 1
         else:
             report.other_status[status] = report.other_status.get(status, 0) + 1
-        runs = executions.get(task_id, 0)
+        runs = len(job.results()) if job else 0
         report.never_ran += runs == 0
         report.ran_twice += runs > 1
 
 
-def run_load(jobs: int, clients: int, workers: int, worker_class: str, scratch: Path) -> LoadReport:
+def fetch(connection: Redis, task_ids: list[str]) -> list[Job | None]:
+    return Job.fetch_many(task_ids, connection=connection, serializer=JSONSerializer)
+
+
+def run_load(jobs: int, clients: int, workers: int, scratch: Path) -> LoadReport:
     report = LoadReport(jobs=jobs, clients=clients, workers=workers)
     with redis_server(scratch / "redis") as (redis_port, _):
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
@@ -116,10 +120,7 @@ def run_load(jobs: int, clients: int, workers: int, worker_class: str, scratch: 
         env = migrated_database_env(child_env(REDIS_URL=redis_url, **settings), scratch)
         web, base_url = start_asgi_server(env)
         port = int(base_url.rsplit(":", 1)[1])
-        pool = [
-            manage_py("rqworker", "high", "default", "low", f"--worker-class={worker_class}", "--verbosity=0", env=env)
-            for _ in range(workers)
-        ]
+        pool = [manage_py("rqworker", "high", "default", "low", "--verbosity=0", env=env) for _ in range(workers)]
         connection = Redis.from_url(redis_url)
         try:
             started = time.monotonic()
@@ -139,11 +140,7 @@ def run_load(jobs: int, clients: int, workers: int, worker_class: str, scratch: 
 
 
 def all_ended(connection: Redis, task_ids: list[str]) -> bool:
-    with connection.pipeline(transaction=False) as pipeline:
-        for task_id in task_ids:
-            pipeline.hget(f"rq:job:{task_id}", "status")
-        statuses = pipeline.execute()
-    return all(status in (b"finished", b"failed") for status in statuses)
+    return all(job and job.get_status(refresh=False) in ("finished", "failed") for job in fetch(connection, task_ids))
 
 
 def main() -> None:
@@ -151,10 +148,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--worker-class", default="bench.counting_worker.CountingInProcessWorker")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        report = run_load(args.jobs, args.clients, args.workers, args.worker_class, Path(scratch))
+        report = run_load(args.jobs, args.clients, args.workers, Path(scratch))
     print("\n".join(report.lines()))
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}; cores: {os.cpu_count()}")
     sys.exit(0 if report.lost == 0 and report.ran_twice == 0 and report.never_ran == 0 else 1)

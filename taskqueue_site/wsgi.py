@@ -1,3 +1,5 @@
+"""The WSGI application, for `manage.py runserver`-like tools; production serves asgi.py."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application

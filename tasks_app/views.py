@@ -4,9 +4,10 @@ Two audiences: people (the page and the job page, CSRF-protected HTML forms) and
 (POST /tasks and GET /tasks/<id>, JSON in the one shape of responses.py).
 """
 
+from collections.abc import Callable
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -54,7 +55,7 @@ def index(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render_index(request, form, status=form.error_status)
     try:
-        task_id = enqueue_from_form(request, form)
+        task_id = enqueue_from_form(request, form, request.user)
     except services.RateLimited as exc:
         form.add_error(None, str(exc))
         return with_headers(render_index(request, form, status=429), {"Retry-After": str(exc.retry_after)})
@@ -147,9 +148,16 @@ def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
 # The original app's clients (curl -F, jQuery's $.ajax) post without a CSRF token, and the API
 # acts for nobody in particular (no session, no user), so a forged request gains nothing.
 @csrf_exempt
-@json_methods(["POST"])
-def create_task(request: HttpRequest) -> HttpResponse:
+async def create_task(request: HttpRequest) -> HttpResponse:
     """Enqueue a task from form data or JSON; answer 202 with its id and status URL."""
+    if request.method != "POST":
+        return method_not_allowed(request, "POST")
+    user = await request.auser()
+    # One hop to a thread for the parsing, the image check and the Redis calls: none of them blocks the loop.
+    return await sync_to_async(create_task_response, thread_sensitive=False)(request, user)
+
+
+def create_task_response(request: HttpRequest, user) -> HttpResponse:
     try:
         submission = read_submission(request)
     except UploadTooLarge as exc:
@@ -164,7 +172,7 @@ def create_task(request: HttpRequest) -> HttpResponse:
             message = errors["image"][0]
         return json_error(message, form.error_status, errors=errors)
     try:
-        task_id = enqueue_from_form(request, form)
+        task_id = enqueue_from_form(request, form, user)
     except services.RateLimited as exc:
         return json_error(str(exc), 429, headers={"Retry-After": str(exc.retry_after)})
     except services.QueueFull as exc:
@@ -178,11 +186,12 @@ def create_task(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@json_methods(["GET", "HEAD"])
-def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
+async def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
     """Report a job's status, progress, times, result and error."""
+    if request.method not in ("GET", "HEAD"):
+        return method_not_allowed(request, "GET, HEAD")
     try:
-        task = services.get_task_status(task_id)
+        task = await sync_to_async(services.get_task_status, thread_sensitive=False)(task_id)
     except services.TaskNotFound:
         return json_error(f"No task with id {task_id!r}: it does not exist or has expired.", 404)
     except services.QueueUnavailable:
@@ -223,22 +232,20 @@ async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) 
             return json_error(f"No task with id {task_ids[0]!r}: it does not exist or has expired.", 404)
         except services.QueueUnavailable:
             return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
-    if isinstance(request, ASGIRequest):
-        try:
-            await events.hub().ready()
-        except TimeoutError:
-            return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
-        body = events.stream_async(task_ids, read_status_or_none, is_terminal)
-    else:
-        body = events.stream_sync(task_ids, read_status_or_none, is_terminal, services.get_connection())
+    try:
+        await events.hub().ready()
+    except TimeoutError:
+        return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
+    body = events.stream_async(task_ids, read_status_or_none, is_terminal)
     response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
     return response
 
 
-def method_not_allowed(request: HttpRequest) -> HttpResponse:
-    return json_error(f"Method {request.method} is not allowed here; use GET.", 405, headers={"Allow": "GET, HEAD"})
+def method_not_allowed(request: HttpRequest, allowed: str = "GET, HEAD") -> HttpResponse:
+    message = f"Method {request.method} is not allowed here; use {allowed}."
+    return json_error(message, 405, headers={"Allow": allowed})
 
 
 def read_status_or_none(task_id: str) -> dict | None:
@@ -271,21 +278,11 @@ def cancel_task(request: HttpRequest, task_id: str) -> HttpResponse:
     return json_success({"task_id": task_id, "task_status": outcome, "stop_requested": False})
 
 
-def enqueue_from_form(request: HttpRequest, form: QueueOptionsForm) -> str:
+def enqueue_from_form(request: HttpRequest, form: QueueOptionsForm, user) -> str:
     """Enqueue a validated submission if the client and the queue may take it; record who sent it."""
     services.admit_submission(request.META.get("REMOTE_ADDR", "unknown"), form.cleaned_data["queue"])
-    return form.enqueue(submitter_of(request))
-
-
-def submitter_of(request: HttpRequest) -> dict[str, object]:
-    """Who sent a request: the logged-in user if any, and the client address."""
-    user = getattr(request, "user", None)
-    authenticated = bool(user and user.is_authenticated)
-    return {
-        "user_id": user.pk if authenticated else None,
-        "username": user.get_username() if authenticated else "",
-        "ip": request.META.get("REMOTE_ADDR", ""),
-    }
+    user_id, username = (user.pk, user.get_username()) if user and user.is_authenticated else (None, "")
+    return form.enqueue({"user_id": user_id, "username": username, "ip": request.META.get("REMOTE_ADDR", "")})
 
 
 @json_methods(["GET", "HEAD"])
@@ -297,30 +294,18 @@ def openapi_document(request: HttpRequest) -> HttpResponse:
 # --- Error handlers (settings.DEBUG off) --------------------------------------------------------
 
 
-def wants_json(request: HttpRequest) -> bool:
-    """API paths and clients that ask for JSON get JSON errors."""
-    return request.path.startswith("/tasks") or "application/json" in request.headers.get("Accept", "")
+def error_handler(status: int, message: str) -> Callable[..., HttpResponse]:
+    """JSON for API paths and clients that ask for JSON, the status's page for people."""
+
+    def handler(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+        if request.path.startswith("/tasks") or "application/json" in request.headers.get("Accept", ""):
+            return json_error(message.format(path=request.path), status)
+        return render(request, f"{status}.html", status=status)
+
+    return handler
 
 
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if wants_json(request):
-        return json_error("Bad request.", 400)
-    return render(request, "400.html", status=400)
-
-
-def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if wants_json(request):
-        return json_error("Permission denied.", 403)
-    return render(request, "403.html", status=403)
-
-
-def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if wants_json(request):
-        return json_error(f"Nothing at {request.path}.", 404)
-    return render(request, "404.html", status=404)
-
-
-def server_error(request: HttpRequest) -> HttpResponse:
-    if wants_json(request):
-        return json_error("Internal server error.", 500)
-    return render(request, "500.html", status=500)
+bad_request = error_handler(400, "Bad request.")
+permission_denied = error_handler(403, "Permission denied.")
+not_found = error_handler(404, "Nothing at {path}.")
+server_error = error_handler(500, "Internal server error.")

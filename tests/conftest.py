@@ -27,6 +27,10 @@ def fake_redis(monkeypatch):
     server = fakeredis.FakeServer()
     connection = fakeredis.FakeRedis(server=server)
     monkeypatch.setattr(services, "get_connection", lambda queue_name=services.DEFAULT_QUEUE: connection)
+    # The event streams' subscription, on the same in-memory server.
+    monkeypatch.setattr(
+        services, "build_subscription_connection", lambda config: fakeredis.FakeAsyncRedis(server=server)
+    )
     return connection
 
 

@@ -60,10 +60,9 @@ def test_web_and_worker_have_real_healthchecks(compose):
 
 def test_web_runs_the_production_command(compose):
     command = compose["services"]["web"]["command"]
-    assert command[:4] == ["python", "-m", "taskqueue_site.serve", "taskqueue_site.asgi:application"]
+    assert command[:2] == ["uvicorn", "taskqueue_site.asgi:application"]
     assert " ".join(command).startswith(
-        "python -m taskqueue_site.serve taskqueue_site.asgi:application --host 0.0.0.0 --port 8000 "
-        "--workers ${WEB_CONCURRENCY:-2} "
+        "uvicorn taskqueue_site.asgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_CONCURRENCY:-2} "
     )
     # the flags the production tests run the server with (tests/support/webserver.py)
     assert " ".join(command).endswith(" " + " ".join(PRODUCTION_FLAGS))
@@ -76,7 +75,7 @@ def test_dockerfile_runs_the_same_production_command():
     cmd = json.loads(next(line for line in dockerfile.splitlines() if line.startswith("CMD "))[4:])
     assert cmd[:2] == ["sh", "-c"]
     assert cmd[2] == (
-        "exec python -m taskqueue_site.serve taskqueue_site.asgi:application --host 0.0.0.0 --port 8000 "
+        "exec uvicorn taskqueue_site.asgi:application --host 0.0.0.0 --port 8000 "
         '--workers "$WEB_CONCURRENCY" ' + " ".join(PRODUCTION_FLAGS)
     )
 

@@ -2,10 +2,9 @@
 
 import asyncio
 import json
-import threading
 
 import pytest
-from django.test import Client
+from django.test import AsyncClient, Client
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
@@ -98,12 +97,33 @@ def test_job_page_cancel_button(fake_redis):
     assert 'id="job-status">canceled<' in client.get(f"/jobs/{task_id}").content.decode()
 
 
-def test_stream_of_an_ended_task_under_wsgi(fake_redis):
+def events_of(path: str, scenario) -> object:
+    """Open an event stream through Django's ASGI-side client and run `scenario(frames)` on it."""
+
+    async def run():
+        response = await AsyncClient().get(path)
+        assert response["Content-Type"] == "text/event-stream"
+        return await scenario(aiter(response.streaming_content))
+
+    return asyncio.run(run())
+
+
+async def read_to_the_end(frames, timeout: float = 10) -> bytes:
+    """The rest of a stream, which must end by itself within `timeout` seconds."""
+
+    async def rest() -> bytes:
+        return b"".join([frame async for frame in frames])
+
+    try:
+        return await asyncio.wait_for(rest(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"the stream was still open after {timeout} s") from None
+
+
+def test_stream_of_an_ended_task(fake_redis):
     task_id = post({"type": 0}).json()["data"]["task_id"]
     InProcessJSONWorker(["default"], connection=fake_redis).work(burst=True)
-    response = Client().get(f"/tasks/{task_id}/events")
-    assert response["Content-Type"] == "text/event-stream"
-    body = b"".join(response.streaming_content).decode()
+    body = events_of(f"/tasks/{task_id}/events", read_to_the_end).decode()
     assert body.startswith("retry: 3000\n\n")
     frames = [frame for frame in body.split("\n\n") if frame.startswith("event:")]
     assert len(frames) == 1
@@ -116,36 +136,31 @@ def test_a_stream_ends_on_a_change_that_published_nothing(fake_redis, monkeypatc
     """A job deleted without an event (django-rq's pages, RQ's cleanup) ends the stream at the next keepalive."""
     monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.1)
     task_id = post({"type": 1}).json()["data"]["task_id"]
-    frames = iter(Client().get(f"/tasks/{task_id}/events").streaming_content)
-    assert next(frames) == b"retry: 3000\n\n"
-    assert b'"task_status": "queued"' in next(frames)
-    fake_redis.delete(f"rq:job:{task_id}")
-    rest = read_to_the_end(frames)
+
+    async def scenario(frames):
+        assert await anext(frames) == b"retry: 3000\n\n"
+        assert b'"task_status": "queued"' in await anext(frames)
+        fake_redis.delete(f"rq:job:{task_id}")
+        return await read_to_the_end(frames)
+
+    rest = events_of(f"/tasks/{task_id}/events", scenario)
     assert rest.endswith(b'event: missing\ndata: {"task_id": "%s"}\n\n' % task_id.encode())
 
 
 def test_a_stream_ends_cleanly_when_redis_goes_away(fake_redis, monkeypatch):
     monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.1)
     task_id = post({"type": 1}).json()["data"]["task_id"]
-    frames = iter(Client().get(f"/tasks/{task_id}/events").streaming_content)
-    next(frames), next(frames)
 
     def unavailable(task_id):
         raise services.QueueUnavailable("connection refused")
 
-    monkeypatch.setattr(services, "get_task_status", unavailable)
-    assert read_to_the_end(frames) == events.KEEPALIVE  # ended, no exception: the browser reconnects
+    async def scenario(frames):
+        await anext(frames), await anext(frames)
+        monkeypatch.setattr(services, "get_task_status", unavailable)
+        return await read_to_the_end(frames)
 
-
-def read_to_the_end(frames, timeout: float = 10) -> bytes:
-    """The rest of a stream, which must end by itself within `timeout` seconds."""
-    read: list[bytes] = []
-    # A daemon thread: a stream that never ends fails the test instead of hanging the run.
-    reader = threading.Thread(target=lambda: read.append(b"".join(frames)), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert read, f"the stream was still open after {timeout} s"
-    return read[0]
+    # ended, no exception: the browser reconnects
+    assert events_of(f"/tasks/{task_id}/events", scenario) == events.KEEPALIVE
 
 
 def test_a_stream_registers_its_tasks_only_once_it_runs():

@@ -160,10 +160,12 @@ READ_FROM_CODE = re.compile(r"""(?:environ\.get|env(?:\.\w+)?|names)\(\s*["']([A
 READ_BY_COMPOSE = re.compile(r"\$\{([A-Z][A-Z0-9_]+)")
 # Read by uvicorn itself (documented flags and variables of the production server).
 READ_BY_UVICORN = {"FORWARDED_ALLOW_IPS"}
+# Read by `make run` (the Makefile and the Procfile).
+READ_BY_MAKE_RUN = {"HOST", "PORT", "REDIS_PORT", "WORKERS"}
 
 
 def settings_the_project_reads() -> set[str]:
-    names = set(READ_BY_UVICORN)
+    names = READ_BY_UVICORN | READ_BY_MAKE_RUN
     for path in [*PROJECT_ROOT.glob("taskqueue_site/*.py"), *PROJECT_ROOT.glob("tasks_app/**/*.py")]:
         names |= set(READ_FROM_CODE.findall(path.read_text()))
     names |= set(READ_BY_COMPOSE.findall((PROJECT_ROOT / "compose.yml").read_text()))

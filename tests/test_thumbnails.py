@@ -440,4 +440,4 @@ def test_compose_shares_one_media_volume_between_web_and_worker():
         root = service["environment"]["DJANGO_MEDIA_ROOT"]
         assert f"media:{root}" in service["volumes"]
     assert "media" in compose["volumes"]
-    assert "mkdir /data /media" in (PROJECT_ROOT / "Dockerfile").read_text()  # owned by the app user
+    assert "mkdir -p /data /media" in (PROJECT_ROOT / "Dockerfile").read_text()  # owned by the app user

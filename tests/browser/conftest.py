@@ -1,9 +1,11 @@
-"""Headless Debian Chromium driven by Playwright, against the live test server."""
+"""Headless Debian Chromium driven by Playwright, against the site under uvicorn in this process."""
 
 import os
 
 import pytest
 from playwright.sync_api import sync_playwright
+
+from tests.support.webserver import in_process_asgi_server
 
 pytestmark = pytest.mark.browser
 
@@ -43,3 +45,10 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def live_server_url(transactional_db):
+    """The site under the production server's ASGI path (event streams need it), on the test database."""
+    with in_process_asgi_server() as url:
+        yield url

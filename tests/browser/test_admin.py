@@ -17,7 +17,7 @@ FAST = {"enabled": True, "seconds": 2}
 
 
 @pytest.fixture
-def staff_page(live_server, browser):
+def staff_page(live_server_url, browser):
     """A signed-in staff member (a viewer: looking needs no more) whose pages refresh every 2 s."""
     from django.contrib.auth.models import Group
 
@@ -28,7 +28,7 @@ def staff_page(live_server, browser):
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(15_000)
-    page.goto(live_server.url + "/admin/login/")
+    page.goto(live_server_url + "/admin/login/")
     page.evaluate(f"localStorage.setItem('taskqueue.admin.live', '{json.dumps(FAST)}')")
     page.fill("#id_username", "watcher")
     page.fill("#id_password", PASSWORD)
@@ -51,14 +51,14 @@ def history_status(page, job_id: str):
 
 
 def test_health_page_history_list_and_dashboard_follow_a_job_without_reloading(
-    live_server,
+    live_server_url,
     staff_page,
     start_worker,  # noqa: F811
 ):
     job_id = services.enqueue_task(1)
-    history = open_tab(staff_page, live_server.url + HISTORY)
-    health = open_tab(staff_page, live_server.url + HISTORY + "health/")
-    dashboard = open_tab(staff_page, live_server.url + "/admin/django_rq/dashboard/")
+    history = open_tab(staff_page, live_server_url + HISTORY)
+    health = open_tab(staff_page, live_server_url + HISTORY + "health/")
+    dashboard = open_tab(staff_page, live_server_url + "/admin/django_rq/dashboard/")
     expect(history_status(history, job_id)).to_have_text("queued")
     expect(health.locator("#tile-waiting")).to_have_text("1")
     default_queued = dashboard.locator("#results_list tbody tr").first.locator("th").nth(1)
@@ -77,8 +77,8 @@ def test_health_page_history_list_and_dashboard_follow_a_job_without_reloading(
         expect(tab.locator(".live-refresh-status")).to_contain_text("Updated")
 
 
-def test_refresh_can_be_paused_and_the_choice_is_remembered(live_server, staff_page, real_redis):  # noqa: F811
-    staff_page.goto(live_server.url + HISTORY)
+def test_refresh_can_be_paused_and_the_choice_is_remembered(live_server_url, staff_page, real_redis):  # noqa: F811
+    staff_page.goto(live_server_url + HISTORY)
     toggle = staff_page.get_by_label("Auto-refresh")
     expect(toggle).to_be_checked()
     toggle.uncheck()
@@ -98,9 +98,9 @@ def test_refresh_can_be_paused_and_the_choice_is_remembered(live_server, staff_p
     expect(history_status(staff_page, second)).to_have_text("queued")
 
 
-def test_a_selection_holds_the_refresh_so_it_is_not_lost(live_server, staff_page, real_redis):  # noqa: F811
+def test_a_selection_holds_the_refresh_so_it_is_not_lost(live_server_url, staff_page, real_redis):  # noqa: F811
     # A viewer has no actions, so no checkboxes: the search box stands for any input being edited.
-    staff_page.goto(live_server.url + HISTORY)
+    staff_page.goto(live_server_url + HISTORY)
     staff_page.fill("#searchbar", "half-typed")
     staff_page.locator("h1").click()  # the box loses the focus but keeps its text
     job_id = services.enqueue_task(1)

@@ -12,13 +12,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
 @pytest.fixture
-def worker(live_server, settings, tmp_path, start_worker):  # noqa: F811
+def worker(live_server_url, settings, tmp_path, start_worker):  # noqa: F811
     """One worker sharing MEDIA_ROOT with the live server; email stays in the worker's memory."""
     settings.MEDIA_ROOT = tmp_path / "media"
     return start_worker(
         burst=False,
         DJANGO_MEDIA_ROOT=str(settings.MEDIA_ROOT),
-        SITE_URL=live_server.url,
+        SITE_URL=live_server_url,
         EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
     )
 
@@ -27,8 +27,8 @@ def image_file(data: bytes, name: str = "photo.png", mime: str = "image/png") ->
     return {"name": name, "mimeType": mime, "buffer": data}
 
 
-def test_an_uploaded_image_shows_its_thumbnail_in_the_row(live_server, page, worker):
-    page.goto(live_server.url + "/")
+def test_an_uploaded_image_shows_its_thumbnail_in_the_row(live_server_url, page, worker):
+    page.goto(live_server_url + "/")
     page.get_by_label("Image").set_input_files(image_file(images.png((320, 200))))
     page.get_by_role("button", name="Make thumbnails").click()
 
@@ -40,7 +40,7 @@ def test_an_uploaded_image_shows_its_thumbnail_in_the_row(live_server, page, wor
     thumbnail = row.locator('[data-field="result"] img')
     expect(thumbnail).to_be_visible()
     expect(thumbnail).to_have_attribute(
-        "src", re.compile(rf"^{re.escape(live_server.url)}/media/thumbnails/\w+-128\.png$")
+        "src", re.compile(rf"^{re.escape(live_server_url)}/media/thumbnails/\w+-128\.png$")
     )
     # The browser really loaded it: the smallest size, 128 x 80 for a 320 x 200 image.
     assert thumbnail.evaluate("image => image.decode().then(() => [image.naturalWidth, image.naturalHeight])") == [
@@ -54,11 +54,11 @@ def test_an_uploaded_image_shows_its_thumbnail_in_the_row(live_server, page, wor
     expect(page.locator("#tasks tbody tr [data-field='result'] img")).to_be_visible()
 
 
-def test_a_refused_upload_is_explained_next_to_its_form(live_server, page, real_redis, settings):  # noqa: F811
+def test_a_refused_upload_is_explained_next_to_its_form(live_server_url, page, real_redis, settings):  # noqa: F811
     settings.THUMBNAIL_MAX_UPLOAD_BYTES = 4096
     posts = []
     page.on("request", lambda request: request.method == "POST" and posts.append(request.url))
-    page.goto(live_server.url + "/")
+    page.goto(live_server_url + "/")
     upload_form = page.locator("#thumbnail-form")
 
     page.get_by_label("Image").set_input_files(image_file(b"plain text, not a picture", "notes.png"))
@@ -77,11 +77,11 @@ def test_a_refused_upload_is_explained_next_to_its_form(live_server, page, real_
     expect(page.locator("#tasks tbody tr")).to_have_count(0)
 
 
-def test_without_javascript_the_upload_leads_to_the_job_page_and_its_thumbnails(live_server, browser, worker):
+def test_without_javascript_the_upload_leads_to_the_job_page_and_its_thumbnails(live_server_url, browser, worker):
     context = browser.new_context(java_script_enabled=False)
     try:
         page = context.new_page()
-        page.goto(live_server.url + "/")
+        page.goto(live_server_url + "/")
         page.get_by_label("Image").set_input_files(image_file(images.jpeg((600, 400)), "photo.jpg", "image/jpeg"))
         page.get_by_role("button", name="Make thumbnails").click()
         expect(page).to_have_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
@@ -89,7 +89,7 @@ def test_without_javascript_the_upload_leads_to_the_job_page_and_its_thumbnails(
         expect(page.locator("#thumbnails img")).to_have_count(3)
         expect(page.locator("#thumbnails figcaption").last).to_have_text("512 px: 512 \u00d7 341")
 
-        page.goto(live_server.url + "/")
+        page.goto(live_server_url + "/")
         page.get_by_label("Image").set_input_files(image_file(b"GIF89a but nothing else", "broken.gif", "image/gif"))
         page.get_by_role("button", name="Make thumbnails").click()
         expect(page.locator("#thumbnail-form .errorlist")).to_contain_text("Image: The image is damaged or incomplete")
@@ -97,8 +97,8 @@ def test_without_javascript_the_upload_leads_to_the_job_page_and_its_thumbnails(
         context.close()
 
 
-def test_the_email_form_shows_errors_then_adds_a_row(live_server, page, worker):
-    page.goto(live_server.url + "/")
+def test_the_email_form_shows_errors_then_adds_a_row(live_server_url, page, worker):
+    page.goto(live_server_url + "/")
     address = page.get_by_label("Email address")
     address.fill("someone@nowhere")  # the browser lets it through; the server does not
     page.get_by_role("button", name="Send confirmation email").click()

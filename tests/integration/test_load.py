@@ -4,9 +4,7 @@ from bench.load import run_load
 
 
 def test_every_acknowledged_job_finishes_exactly_once(tmp_path):
-    report = run_load(
-        jobs=600, clients=16, workers=2, worker_class="bench.counting_worker.CountingWorker", scratch=tmp_path
-    )
+    report = run_load(jobs=600, clients=16, workers=2, scratch=tmp_path)
     print("\n".join(report.lines()))
     assert len(report.acknowledged) == 600
     assert report.refused == 0 and report.errors == 0

@@ -1,14 +1,13 @@
 """Several workers on the same queues: each job runs exactly once, and the work is shared."""
 
 import json
-import signal
 from collections import Counter
 
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from tests.support.http import request
-from tests.support.processes import child_env, free_port, manage_py, stop, wait_until
+from tests.support.processes import free_port, http_answers, make_run, wait_until
 
 JOBS = 30
 
@@ -43,23 +42,12 @@ def test_two_workers_share_the_queues_and_run_every_job_exactly_once(real_redis,
     assert {job.id for job in jobs} <= logged_jobs
 
 
-def test_runstack_starts_as_many_workers_as_WORKERS_says(tmp_path):
-    """`WORKERS=3 make run` ends in `manage.py runstack` with WORKERS=3 in its environment."""
+def test_make_run_starts_as_many_workers_as_WORKERS_says(tmp_path):
+    """`make run WORKERS=3` has honcho run three copies of the Procfile's worker."""
     web_port = free_port()
-    log = tmp_path / "runstack.log"
-    env = child_env(WORKERS="3", PORT=str(web_port), REDIS_PORT=str(free_port()), PYTHONUNBUFFERED="1")
-    env.pop("REDIS_URL", None)
-    stack = manage_py("runstack", f"--data-dir={tmp_path / 'redis'}", env=env, log_path=log)
-    try:
-        wait_until(lambda: "taskqueue is running at" in log.read_text() or stack.poll() is not None, 60, "the stack")
-        assert stack.poll() is None, log.read_text()
+    env = {"WORKERS": "3", "PORT": str(web_port), "REDIS_PORT": str(free_port()), "REDIS_DIR": str(tmp_path / "redis")}
+    with make_run(tmp_path / "run.log", **env) as run:
         base_url = f"http://127.0.0.1:{web_port}"
+        wait_until(lambda: http_answers(f"{base_url}/healthz") or run.poll() is not None, 90, "the web server")
+        assert run.poll() is None, (tmp_path / "run.log").read_text()
         wait_until(lambda: request(f"{base_url}/healthz").body["data"]["workers"] == 3, 30, "three live workers")
-
-        stack.send_signal(signal.SIGINT)
-        assert stack.wait(timeout=30) == 0, log.read_text()
-        output = log.read_text()
-        for number in (1, 2, 3):
-            assert f"stopped worker-{number}" in output
-    finally:
-        stop(stack)

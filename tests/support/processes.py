@@ -13,8 +13,6 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tasks_app.management.commands.runstack import descendants
-
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -44,6 +42,18 @@ def redis_pings(port: int) -> bool:
             return connection.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def descendants(pid: int) -> list[int]:
+    """The process ids of a process's children, their children and so on (Linux /proc).
+
+    Each thread lists the children it forked: all threads are read, not only the main one.
+    """
+    children = []
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):  # the thread or the process has just ended
+            children += [int(child) for child in listing.read_text().split()]
+    return [descendant for child in children for descendant in (child, *descendants(child))]
 
 
 def stop(process: subprocess.Popen, grace: float = 10) -> None:
@@ -113,6 +123,26 @@ def manage_py(*args: str, env: dict[str, str], log_path: Path | None = None) -> 
     )
 
 
+@contextlib.contextmanager
+def make_run(log_path: Path, **env: str) -> Iterator[subprocess.Popen]:
+    """Run `make run` (PORT, REDIS_PORT, REDIS_DIR... in `env`) with a Redis of its own; stop all it started."""
+    environment = child_env(PYTHONUNBUFFERED="1", **env)
+    environment.pop("REDIS_URL", None)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            ["make", "run"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            stop(process)
+
+
 def child_env(**overrides: str) -> dict[str, str]:
     """The environment for a child Django process: ours, minus the test runner's settings tweaks."""
     # Not the test runner's own variables, nor the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE.
@@ -146,13 +176,13 @@ def start_asgi_server(
     port: int | None = None,
     access_log: bool = False,
 ) -> tuple[subprocess.Popen, str]:
-    """Start the site under its production server (uvicorn, through taskqueue_site.serve) on a free port.
+    """Start the site under its production server (uvicorn) on a free port.
 
     Waits until it answers.
     """
     port = port or free_port()
     output = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
-    command = [sys.executable, "-m", "taskqueue_site.serve", "taskqueue_site.asgi:application", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "uvicorn", "taskqueue_site.asgi:application", "--host", "127.0.0.1"]
     command += ["--port", str(port), *([] if access_log else ["--no-access-log"]), *extra_args]
     process = subprocess.Popen(
         command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True

@@ -3,10 +3,15 @@
 import contextlib
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.processes import PROJECT_ROOT, start_asgi_server, stop
+import uvicorn
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.asgi import get_asgi_application
+
+from tests.support.processes import PROJECT_ROOT, free_port, start_asgi_server, stop, wait_until
 
 PRODUCTION_ENV = {
     "DJANGO_DEBUG": "false",
@@ -23,6 +28,15 @@ PRODUCTION_FLAGS = [
     "--log-config",
     "taskqueue_site/uvicorn_logging.json",
 ]
+
+
+def production_command(host: str, port: int, workers: int) -> list[str]:
+    """The production command of compose.yml and the Dockerfile, run by this Python."""
+    return [sys.executable, "-m", "uvicorn", "taskqueue_site.asgi:application", "--host", host, "--port", str(port)] + [
+        "--workers",
+        str(workers),
+        *PRODUCTION_FLAGS,
+    ]
 
 
 def production_env(base: dict[str, str], directory: Path) -> dict[str, str]:
@@ -53,3 +67,23 @@ def uvicorn_server(env: dict[str, str], log_path: Path, *extra_args: str) -> Ite
         yield base_url
     finally:
         stop(process)
+
+
+@contextlib.contextmanager
+def in_process_asgi_server() -> Iterator[str]:
+    """Django's ASGI application (and the static files) under uvicorn in a thread; yield its URL.
+
+    In this process, so that the test's settings, database and Redis fixtures hold in the server.
+    """
+    port = free_port()
+    application = ASGIStaticFilesHandler(get_asgi_application())
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), 30, "uvicorn to start")
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -2,15 +2,15 @@
 
 import asyncio
 import json
-import threading
 
 import pytest
-from django.test import Client
+from django.test import AsyncClient, Client
 from rq import Queue
+from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from tasks_app import events, services
+from tasks_app import connections, events, status
 from tasks_app.events import StreamState
 from tasks_app.workers import InProcessJSONWorker
 from tests.test_views import assert_error
@@ -98,12 +98,26 @@ def test_job_page_cancel_button(fake_redis):
     assert 'id="job-status">canceled<' in client.get(f"/jobs/{task_id}").content.decode()
 
 
-def test_stream_of_an_ended_task_under_wsgi(fake_redis):
+def stream(path: str, steps, timeout: float = 10) -> list[bytes]:
+    """Open an event stream; after each frame read, run the next step (a callable or None); return all frames."""
+
+    async def scenario() -> list[bytes]:
+        response = await AsyncClient().get(path)
+        assert response["Content-Type"] == "text/event-stream"
+        frames, pending = [], list(steps)
+        async for frame in response.streaming_content:
+            frames.append(frame)
+            if pending and (step := pending.pop(0)):
+                step()
+        return frames
+
+    return asyncio.run(asyncio.wait_for(scenario(), timeout))  # a stream that never ends fails the test
+
+
+def test_stream_of_an_ended_task_sends_one_event(fake_redis):
     task_id = post({"type": 0}).json()["data"]["task_id"]
     InProcessJSONWorker(["default"], connection=fake_redis).work(burst=True)
-    response = Client().get(f"/tasks/{task_id}/events")
-    assert response["Content-Type"] == "text/event-stream"
-    body = b"".join(response.streaming_content).decode()
+    body = b"".join(stream(f"/tasks/{task_id}/events", [])).decode()
     assert body.startswith("retry: 3000\n\n")
     frames = [frame for frame in body.split("\n\n") if frame.startswith("event:")]
     assert len(frames) == 1
@@ -116,36 +130,23 @@ def test_a_stream_ends_on_a_change_that_published_nothing(fake_redis, monkeypatc
     """A job deleted without an event (django-rq's pages, RQ's cleanup) ends the stream at the next keepalive."""
     monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.1)
     task_id = post({"type": 1}).json()["data"]["task_id"]
-    frames = iter(Client().get(f"/tasks/{task_id}/events").streaming_content)
-    assert next(frames) == b"retry: 3000\n\n"
-    assert b'"task_status": "queued"' in next(frames)
-    fake_redis.delete(f"rq:job:{task_id}")
-    rest = read_to_the_end(frames)
-    assert rest.endswith(b'event: missing\ndata: {"task_id": "%s"}\n\n' % task_id.encode())
+    frames = stream(f"/tasks/{task_id}/events", [None, lambda: Job.fetch(task_id, connection=fake_redis).delete()])
+    assert frames[0] == b"retry: 3000\n\n"
+    assert b'"task_status": "queued"' in frames[1]
+    assert frames[-1] == b'event: missing\ndata: {"task_id": "%s"}\n\n' % task_id.encode()
 
 
 def test_a_stream_ends_cleanly_when_redis_goes_away(fake_redis, monkeypatch):
     monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.1)
     task_id = post({"type": 1}).json()["data"]["task_id"]
-    frames = iter(Client().get(f"/tasks/{task_id}/events").streaming_content)
-    next(frames), next(frames)
 
     def unavailable(task_id):
-        raise services.QueueUnavailable("connection refused")
+        raise connections.QueueUnavailable("connection refused")
 
-    monkeypatch.setattr(services, "get_task_status", unavailable)
-    assert read_to_the_end(frames) == events.KEEPALIVE  # ended, no exception: the browser reconnects
-
-
-def read_to_the_end(frames, timeout: float = 10) -> bytes:
-    """The rest of a stream, which must end by itself within `timeout` seconds."""
-    read: list[bytes] = []
-    # A daemon thread: a stream that never ends fails the test instead of hanging the run.
-    reader = threading.Thread(target=lambda: read.append(b"".join(frames)), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert read, f"the stream was still open after {timeout} s"
-    return read[0]
+    frames = stream(
+        f"/tasks/{task_id}/events", [None, lambda: monkeypatch.setattr(status, "get_task_status", unavailable)]
+    )
+    assert frames[-1] == events.KEEPALIVE  # ended, no exception: the browser reconnects
 
 
 def test_a_stream_registers_its_tasks_only_once_it_runs():

@@ -7,11 +7,13 @@ import threading
 import time
 
 import pytest
+from django.test import Client
 from redis import Redis
 from redis.exceptions import ResponseError
+from rq import Worker
 
 from taskqueue_site.settings import redis_url_with_timeouts
-from tasks_app import connections, jobs, status
+from tasks_app import connections, health, jobs, status
 from tests.support.processes import redis_server, wait_until
 
 NOT_A_JOB = f"{'0' * 8}-0000-4000-8000-{'0' * 12}"
@@ -98,3 +100,24 @@ def answers_busy(admin: Redis) -> bool:
     except ResponseError as exc:
         return str(exc).startswith("BUSY")
     return False
+
+
+def test_listing_workers_leaves_the_sites_client_failing_fast_when_redis_hangs(tmp_path, site_redis, db):
+    with redis_server(tmp_path / "redis") as (port, process):
+        admin = site_redis(port)
+        task_id = jobs.enqueue_task(0)
+        Worker(["default"], connection=admin, name="listed").register_birth()  # Worker.all builds it back
+        assert [worker.name for worker in health.live_workers()] == ["listed"]
+        assert health.current_health().workers[0].name == "listed"
+        assert Client().get("/healthz").json()["data"]["workers"] == 1
+        connections.get_connection().connection_pool.disconnect()
+        status.get_task_status(task_id)  # on a new pooled connection, made with the client's settings as they are now
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            for read in (lambda: status.get_task_status(task_id), lambda: Client().get("/healthz")):
+                started = time.monotonic()
+                with contextlib.suppress(connections.QueueUnavailable):
+                    read()
+                assert time.monotonic() - started < 1.9  # one socket timeout (1 s), not RQ's minutes
+        finally:
+            os.kill(process.pid, signal.SIGCONT)

@@ -24,13 +24,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from rq.exceptions import DeserializationError
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from tasks_app.connections import QueueUnavailable, get_connection, redis_outage_as_unavailable
 from tasks_app.models import JobRecord
 from tasks_app.signals import send_status_changed
-from tasks_app.status import TERMINAL_STATUSES, TaskStatus, describe_job
+from tasks_app.status import TERMINAL_STATUSES, WAITING_STATUSES, TaskStatus, describe_job
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ NEW_JOBS_MAX_BATCHES = 4
 ENDED_STATUSES = frozenset(TERMINAL_STATUSES | {JobRecord.Status.DELETED})
 # Ids of jobs enqueued whose row is not written yet; each is pushed in the pipeline that writes its job.
 NEW_JOBS_KEY = "taskqueue:history:new"
-# Within one run of a job: waiting, then running, then ended.
-STATUS_RANKS = {"queued": 1, "scheduled": 1, "deferred": 1, "started": 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -145,14 +143,15 @@ def event_order(job: Job, status: str, attempt: int) -> int:
     """
     run = aware(job.enqueued_at or job.created_at) or EPOCH
     micros = (run - EPOCH) // timedelta(microseconds=1)
-    return attempt * 10**17 + micros * 10 + STATUS_RANKS.get(status, 3)
+    stage = 1 if status in WAITING_STATUSES else 2 if status == JobStatus.STARTED else 3  # waiting, running, ended
+    return attempt * 10**17 + micros * 10 + stage
 
 
 def row_fields(job: Job, described: TaskStatus, traceback: str = "") -> dict[str, Any]:
     """What a row says about a job after this event; `traceback` is a failure's full text, if known."""
     status = described.task_status
     meta = job.meta or {}
-    ran = status in {"started", "finished", "failed", "stopped"}  # a canceled job never ran in this run
+    ran = status not in WAITING_STATUSES | {JobStatus.CANCELED}  # a canceled job never ran in this run
     started_at = aware(job.started_at) if ran else None
     ended_at = end_of_run(job, started_at) if status in TERMINAL_STATUSES else None
     task_type = meta.get("task_type")
@@ -250,9 +249,6 @@ def sync_with_redis(job_ids: Iterable[str]) -> None:
             status = job.get_status(refresh=False)
             if status and rows.get(job.id) != status.value:
                 send_status_changed(job, describe_job(job))
-
-
-WAITING_STATUSES = (JobRecord.Status.QUEUED, JobRecord.Status.SCHEDULED, JobRecord.Status.DEFERRED)
 
 
 def sync_stale_rows(older_than: timedelta) -> None:

@@ -23,7 +23,7 @@ from tasks_app import emails, tasks, thumbnails
 from tasks_app.connections import DEFAULT_QUEUE, get_connection, get_queue, redis_outage_as_unavailable
 from tasks_app.history import NEW_JOBS_KEY
 from tasks_app.signals import send_status_changed
-from tasks_app.status import REQUEUABLE_STATUSES, TERMINAL_STATUSES, describe, fetch_job, get_task_status
+from tasks_app.status import REQUEUABLE_STATUSES, TERMINAL_STATUSES, describe, fetch_job
 
 logger = logging.getLogger(__name__)
 
@@ -202,17 +202,22 @@ def email_confirmed_at(address: str) -> str | None:
         return emails.confirmed_at(get_connection(), address)
 
 
-def cancel_task(task_id: str) -> str:
+def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
     """Cancel a waiting job, or stop a running one; return the status it ends with.
 
     A queued, scheduled or deferred job becomes `canceled` at once. A started job is sent RQ's
     stop command: its worker kills the job and marks it `stopped`, which the caller sees shortly
-    after. A job that has already ended raises TaskAlreadyEnded.
+    after. A job that has already ended raises TaskAlreadyEnded; `cancel` or `stop` false refuses
+    that operation with TaskStateConflict.
     """
     job = fetch_job(task_id)
     try:
         with redis_outage_as_unavailable():
             status = job.get_status(refresh=False).value
+            if status == JobStatus.STARTED and not stop:
+                raise TaskStateConflict(f"Task {task_id} is running; stop it instead of canceling it.", status)
+            if status != JobStatus.STARTED and not cancel:
+                raise TaskStateConflict(f"Task {task_id} is {status}, not running; there is nothing to stop.", status)
             if status in TERMINAL_STATUSES:
                 raise TaskAlreadyEnded(task_id, status)
             if status == JobStatus.STARTED:
@@ -229,6 +234,16 @@ def cancel_task(task_id: str) -> str:
     logger.info("canceled job_id=%s", job.id)
     send_status_changed(job, describe(job, JobStatus.CANCELED))
     return JobStatus.CANCELED.value
+
+
+def cancel_waiting_task(task_id: str) -> str:
+    """Cancel a queued, scheduled or deferred job; a running one raises TaskStateConflict (stop it)."""
+    return cancel_task(task_id, stop=False)
+
+
+def stop_running_task(task_id: str) -> str:
+    """Ask the worker to stop a running job; any other job raises TaskStateConflict."""
+    return cancel_task(task_id, cancel=False)
 
 
 def requeue_task(task_id: str) -> str:
@@ -275,19 +290,3 @@ def delete_task(task_id: str) -> str:
         thumbnails.discard(upload)
     logger.info("deleted job_id=%s (was %s)", task_id, status)
     return status
-
-
-def cancel_waiting_task(task_id: str) -> str:
-    """Cancel a queued, scheduled or deferred job; a running one raises TaskStateConflict (stop it)."""
-    status = get_task_status(task_id).task_status
-    if status == JobStatus.STARTED:
-        raise TaskStateConflict(f"Task {task_id} is running; stop it instead of canceling it.", status)
-    return cancel_task(task_id)
-
-
-def stop_running_task(task_id: str) -> str:
-    """Ask the worker to stop a running job; any other job raises TaskStateConflict."""
-    status = get_task_status(task_id).task_status
-    if status != JobStatus.STARTED:
-        raise TaskStateConflict(f"Task {task_id} is {status}, not running; there is nothing to stop.", status)
-    return cancel_task(task_id)

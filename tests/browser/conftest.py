@@ -43,3 +43,17 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def asgi_site(real_redis, transactional_db, tmp_path):
+    """The site under its production ASGI server: the page's event streams need one (no WSGI fallback)."""
+    from types import SimpleNamespace
+
+    from tests.support.processes import child_env, start_asgi_server, stop
+
+    process, base_url = start_asgi_server(child_env(REDIS_URL=real_redis.url), tmp_path / "asgi.log")
+    try:
+        yield SimpleNamespace(url=base_url)
+    finally:
+        stop(process)

@@ -8,9 +8,9 @@ from tests.integration.conftest import real_redis, redis_port, start_worker  # n
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
-def test_short_task_row_reaches_finished_once(live_server, page, start_worker):  # noqa: F811
+def test_short_task_row_reaches_finished_once(asgi_site, page, start_worker):  # noqa: F811
     start_worker(burst=False, unit_seconds=2.5)
-    page.goto(live_server.url + "/")
+    page.goto(asgi_site.url + "/")
 
     page.get_by_role("button", name="Short").click()
 
@@ -33,9 +33,9 @@ def test_short_task_row_reaches_finished_once(live_server, page, start_worker): 
     expect(rows).to_have_count(1)
 
 
-def test_each_click_adds_exactly_one_row(live_server, page, start_worker):  # noqa: F811
+def test_each_click_adds_exactly_one_row(asgi_site, page, start_worker):  # noqa: F811
     start_worker(burst=False, unit_seconds=0.3)
-    page.goto(live_server.url + "/")
+    page.goto(asgi_site.url + "/")
     for name in ("Short", "Medium", "Long"):
         page.get_by_role("button", name=name).click()
     rows = page.locator("#tasks tbody tr")
@@ -60,12 +60,12 @@ def test_queue_down_is_shown_to_the_person(live_server, page, down_redis):
     expect(page.locator("#tasks tbody tr")).to_have_count(0)
 
 
-def test_without_javascript_the_form_posts_and_the_job_page_refreshes(live_server, browser, start_worker):  # noqa: F811
+def test_without_javascript_the_form_posts_and_the_job_page_refreshes(asgi_site, browser, start_worker):  # noqa: F811
     start_worker(burst=False, unit_seconds=0.5)
     context = browser.new_context(java_script_enabled=False)
     try:
         page = context.new_page()
-        page.goto(live_server.url + "/")
+        page.goto(asgi_site.url + "/")
         page.get_by_role("button", name="Short").click()
         expect(page).to_have_url(__import__("re").compile(r".*/jobs/[0-9a-f-]{36}$"))
         # The page reloads itself (meta refresh) until the job ends.
@@ -74,7 +74,7 @@ def test_without_javascript_the_form_posts_and_the_job_page_refreshes(live_serve
         context.close()
 
 
-def test_rows_follow_pushed_events_alone_and_cancel_works(live_server, page, start_worker):  # noqa: F811
+def test_rows_follow_pushed_events_alone_and_cancel_works(asgi_site, page, start_worker):  # noqa: F811
     polls = []
 
     def refuse_polling(route):
@@ -84,7 +84,7 @@ def test_rows_follow_pushed_events_alone_and_cancel_works(live_server, page, sta
     # Any GET /tasks/<id> poll fails the test: updates must arrive through the event stream.
     page.route(__import__("re").compile(r".*/tasks/[0-9a-f-]{36}$"), refuse_polling)
     start_worker(burst=False, unit_seconds=1)
-    page.goto(live_server.url + "/")
+    page.goto(asgi_site.url + "/")
 
     page.get_by_role("button", name="Short").click()
     page.get_by_role("button", name="Long").click()
@@ -101,9 +101,9 @@ def test_rows_follow_pushed_events_alone_and_cancel_works(live_server, page, sta
     assert polls == []
 
 
-def test_a_running_task_can_be_stopped_from_its_row(live_server, page, start_worker):  # noqa: F811
+def test_a_running_task_can_be_stopped_from_its_row(asgi_site, page, start_worker):  # noqa: F811
     start_worker(burst=False, unit_seconds=30)
-    page.goto(live_server.url + "/")
+    page.goto(asgi_site.url + "/")
     page.get_by_role("button", name="Short").click()
     row = page.locator("#tasks tbody tr").first
     expect(row.locator('[data-field="status"]')).to_have_text("started", timeout=10_000)
@@ -112,8 +112,8 @@ def test_a_running_task_can_be_stopped_from_its_row(live_server, page, start_wor
     expect(row.locator('[data-field="result"]')).to_have_text("Stopped on request while running.")
 
 
-def test_delay_and_priority_from_the_form(live_server, page, real_redis):  # noqa: F811
-    page.goto(live_server.url + "/")
+def test_delay_and_priority_from_the_form(asgi_site, page, real_redis):  # noqa: F811
+    page.goto(asgi_site.url + "/")
     page.get_by_label("Start after (seconds)").fill("60")
     page.get_by_label("Priority").select_option("high")
     page.get_by_role("button", name="Medium").click()
@@ -130,7 +130,7 @@ def test_delay_and_priority_from_the_form(live_server, page, real_redis):  # noq
     expect(page.locator("#tasks tbody tr")).to_have_count(1)
 
 
-def test_rows_fall_back_to_polling_when_streaming_is_unavailable(live_server, page, start_worker):  # noqa: F811
+def test_rows_fall_back_to_polling_when_streaming_is_unavailable(asgi_site, page, start_worker):  # noqa: F811
     streams = []
 
     def refuse_stream(route):
@@ -139,16 +139,16 @@ def test_rows_fall_back_to_polling_when_streaming_is_unavailable(live_server, pa
 
     page.route(__import__("re").compile(r".*/tasks/events\?.*"), refuse_stream)
     start_worker(burst=False, unit_seconds=0.5)
-    page.goto(live_server.url + "/")
+    page.goto(asgi_site.url + "/")
     page.get_by_role("button", name="Short").click()
     row = page.locator("#tasks tbody tr").first
     expect(row.locator('[data-field="status"]')).to_have_text("finished", timeout=15_000)
     assert streams, "the page should have tried the event stream first"
 
 
-def test_a_refused_submission_stays_explained_while_other_rows_update(live_server, page, start_worker):  # noqa: F811
+def test_a_refused_submission_stays_explained_while_other_rows_update(asgi_site, page, start_worker):  # noqa: F811
     start_worker(burst=False, unit_seconds=1)
-    page.goto(live_server.url + "/")
+    page.goto(asgi_site.url + "/")
     page.get_by_role("button", name="Long").click()  # runs about 3 s, sending progress as it goes
     rows = page.locator("#tasks tbody tr")
     expect(rows.first.locator('[data-field="status"]')).to_have_text("started", timeout=10_000)
@@ -163,9 +163,9 @@ def test_a_refused_submission_stays_explained_while_other_rows_update(live_serve
     expect(notice).to_contain_text("Too many new tasks")
 
 
-def test_a_reload_follows_every_remembered_row_on_one_stream(live_server, page, start_worker):  # noqa: F811
+def test_a_reload_follows_every_remembered_row_on_one_stream(asgi_site, page, start_worker):  # noqa: F811
     start_worker(burst=False, unit_seconds=5)  # long enough that the rows are still running
-    page.goto(live_server.url + "/")
+    page.goto(asgi_site.url + "/")
     page.get_by_role("button", name="Short").click()
     page.get_by_role("button", name="Medium").click()
     # This page's own stream for the three rows opens first, lest the count below include it.

@@ -395,12 +395,10 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "taskqueue <noreply@localhost
 
 # `manage.py prune_job_history` deletes rows of jobs that ended longer ago than this.
 TASK_HISTORY_RETENTION_DAYS = env.int("TASK_HISTORY_RETENTION_DAYS", 30, validate=NON_NEGATIVE)
-# A busy worker heartbeats this often (RQ's job_monitoring_interval, 30 s by default in RQ).
+# A worker heartbeats, and runs RQ's maintenance, this often (tasks_app/workers.py).
 WORKER_HEARTBEAT_SECONDS = max(1, env.int("WORKER_HEARTBEAT_SECONDS", 5))
 # A started job whose worker has been silent this long is failed, or retried per its policy.
 TASK_ABANDONED_AFTER_SECONDS = env.float("TASK_ABANDONED_AFTER_SECONDS", 15, validate=NON_NEGATIVE)
-# Live workers look for such jobs this often (one of them at a time).
-TASK_ABANDONED_CHECK_SECONDS = max(1.0, env.float("TASK_ABANDONED_CHECK_SECONDS", 5))
 if TASK_ABANDONED_AFTER_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS + 1:
     raise ImproperlyConfigured(
         "TASK_ABANDONED_AFTER_SECONDS must exceed two heartbeats (2 x WORKER_HEARTBEAT_SECONDS + 1), "

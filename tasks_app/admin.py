@@ -33,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.exceptions import NoSuchJobError
 from rq.registry import FailedJobRegistry
 
-from tasks_app import admin_views, history, permissions, services
+from tasks_app import admin_views, connections, history, jobs, permissions, status
 from tasks_app.models import JobRecord
 from tasks_app.templatetags.tasks_admin import duration
 
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 # and the statuses it applies to.
 ACTIONS = {
     "requeue_jobs": ("Requeue", permissions.REQUEUE, {"failed", "stopped", "canceled"}),
-    "cancel_jobs": ("Cancel", permissions.CANCEL, services.WAITING_STATUSES),
+    "cancel_jobs": ("Cancel", permissions.CANCEL, status.WAITING_STATUSES),
     "stop_jobs": ("Stop", permissions.STOP, {"started"}),
     "delete_jobs": ("Delete", permissions.DELETE, set(JobRecord.Status.values) - {"started"}),
 }
@@ -238,21 +238,21 @@ class JobRecordAdmin(admin.ModelAdmin):
 
     @admin.action(description="Requeue selected failed, stopped or canceled jobs", permissions=["requeue"])
     def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return self.apply(request, queryset, services.requeue_task, "requeued")
+        return self.apply(request, queryset, jobs.requeue_task, "requeued")
 
     @admin.action(description="Cancel selected waiting jobs", permissions=["cancel"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return self.apply(request, queryset, services.cancel_waiting_task, "canceled")
+        return self.apply(request, queryset, jobs.cancel_waiting_task, "canceled")
 
     @admin.action(description="Stop selected running jobs", permissions=["stop"])
     def stop_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return self.apply(request, queryset, services.stop_running_task, "asked to stop")
+        return self.apply(request, queryset, jobs.stop_running_task, "asked to stop")
 
     @admin.action(description="Delete selected jobs (from Redis and the history)", permissions=["delete_job"])
     def delete_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         def delete(task_id: str) -> str:
-            with contextlib.suppress(services.TaskNotFound):  # gone from Redis already: only the row is left
-                services.delete_task(task_id)
+            with contextlib.suppress(status.TaskNotFound):  # gone from Redis already: only the row is left
+                jobs.delete_task(task_id)
             rows = JobRecord.objects.filter(job_id=task_id)
             self.log_deletions(request, rows)
             rows.delete()
@@ -287,13 +287,13 @@ class JobRecordAdmin(admin.ModelAdmin):
         for record in queryset.only("pk", "job_id"):
             try:
                 operation(record.job_id)
-            except services.TaskNotFound:
+            except status.TaskNotFound:
                 rows.append(
                     (messages.WARNING, f"{record.job_id}: no longer in Redis (expired or deleted); nothing to do.")
                 )
-            except services.TaskStateConflict as exc:
+            except jobs.TaskStateConflict as exc:
                 rows.append((messages.WARNING, f"{record.job_id}: {exc}"))
-            except services.QueueUnavailable:
+            except connections.QueueUnavailable:
                 rows.append(
                     (
                         messages.ERROR,
@@ -476,7 +476,7 @@ def record_new_jobs(request: HttpRequest) -> None:
     """Write the history rows of jobs enqueued since a worker last did (workers do it every second)."""
     try:
         history.record_new_jobs()
-    except services.QueueUnavailable:
+    except connections.QueueUnavailable:
         messages.warning(request, "Redis is unreachable: jobs enqueued in the last few seconds may be missing.")
     except Exception:
         logger.exception("could not record new jobs in the history")

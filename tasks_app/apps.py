@@ -12,7 +12,7 @@ class TasksAppConfig(AppConfig):
     def ready(self) -> None:
         from tasks_app import events, history, permissions, signals, thumbnails
 
-        # Job history: every status change updates the job's row, in whichever process made it.
+        # Every status change updates the job's history row and its event streams, in whichever process made it.
         signals.job_status_changed.connect(history.record_status_change, dispatch_uid="tasks_app.history")
         signals.job_status_changed.connect(events.publish_status_change, dispatch_uid="tasks_app.events")
         signals.job_status_changed.connect(

@@ -2,21 +2,22 @@
 channel; each web process holds one subscription and fans events out to its open streams.
 
 The stream never polls Redis: after the first status read it only waits on its in-memory
-queue, fed by the process's single subscriber (ASGI). Under WSGI (runserver, tests) each
-stream blocks a thread on a subscription of its own.
+queue, fed by the process's single subscriber.
 """
 
 import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from tasks_app import services
+from tasks_app import connections
+from tasks_app.connections import DEFAULT_QUEUE, QueueUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -39,20 +40,9 @@ def publish(connection: redis.Redis, status: dict[str, Any]) -> None:
         logger.warning("job_id=%s event not published: %s", status.get("task_id"), exc)
 
 
-def publish_status_change(sender, job, status: str, connection, created: bool = False, **kwargs) -> None:
+def publish_status_change(sender, job, task, **kwargs) -> None:
     """Receiver of signals.job_status_changed."""
-    if created:  # its id has not reached anyone yet, so no stream can be watching it
-        return
-    from tasks_app.services import status_of
-
-    publish(connection, status_of(job, status).as_dict())
-
-
-def publish_progress(job) -> None:
-    """Called by a running task after it stored new progress in job.meta."""
-    from tasks_app.services import status_of
-
-    publish(job.connection, status_of(job, "started").as_dict())
+    publish(job.connection, task.as_dict())
 
 
 # --- Server-Sent Events framing -----------------------------------------------------------------
@@ -145,7 +135,7 @@ class EventHub:
     async def run(self) -> None:
         """Subscribe, dispatch, and resubscribe after a lost connection."""
         while True:
-            client = services.build_subscription_connection(settings.RQ_QUEUES[services.DEFAULT_QUEUE])
+            client = connections.build_subscription_connection(settings.RQ_QUEUES[DEFAULT_QUEUE])
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(CHANNEL)
@@ -211,7 +201,7 @@ async def stream_async(
             for frame in frames:
                 if frame:
                     yield frame
-    except services.QueueUnavailable as exc:  # the browser reconnects in a few seconds, or polls
+    except QueueUnavailable as exc:  # the browser reconnects in a few seconds, or polls
         logger.warning("event stream ended: %s", exc)
     finally:
         events_hub.forget(task_ids, queue)
@@ -219,54 +209,8 @@ async def stream_async(
 
 async def resync(state: StreamState, read_status: Callable[[str], Any]) -> list[bytes]:
     """Read the current status of every pending task (once at the start and after a gap)."""
-    from asgiref.sync import sync_to_async
-
     frames = []
     for task_id in sorted(state.pending):
         status = await sync_to_async(read_status, thread_sensitive=False)(task_id)
         frames.append(state.initial_frame(task_id, status))
     return [frame for frame in frames if frame]
-
-
-# --- WSGI: a subscription per stream ------------------------------------------------------------
-
-
-def reread(state: StreamState, read_status: Callable[[str], Any]) -> Iterator[bytes]:
-    """Read every pending task's status now (at the start and at each keepalive); frame what changed."""
-    for task_id in sorted(state.pending):
-        if frame := state.initial_frame(task_id, read_status(task_id)):
-            yield frame
-
-
-def stream_sync(
-    task_ids: list[str],
-    read_status: Callable[[str], Any],
-    is_terminal: Callable[[str], bool],
-    connection: redis.Redis,
-) -> Iterator[bytes]:
-    """The same stream for WSGI servers: blocks this thread on its own subscription."""
-    state = StreamState(task_ids, is_terminal)
-    pubsub = connection.pubsub(ignore_subscribe_messages=True)
-    try:
-        pubsub.subscribe(CHANNEL)
-        yield sse_preamble()
-        yield from reread(state, read_status)
-        last_output = time.monotonic()
-        while not state.done:
-            message = pubsub.get_message(timeout=1.0)
-            if message and message.get("type") == "message":
-                try:
-                    frame = state.frame(json.loads(message["data"]))
-                except (ValueError, TypeError):
-                    frame = None
-                if frame:
-                    yield frame
-                    last_output = time.monotonic()
-            elif time.monotonic() - last_output > KEEPALIVE_SECONDS:
-                yield KEEPALIVE
-                last_output = time.monotonic()
-                yield from reread(state, read_status)  # a change that published nothing
-    except (redis.RedisError, services.QueueUnavailable) as exc:  # the browser reconnects, or polls
-        logger.warning("event stream ended: %s", exc)
-    finally:
-        pubsub.close()

@@ -9,8 +9,8 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooMa
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 
-from tasks_app import services, thumbnails
-from tasks_app.services import MAX_DELAY_SECONDS, TASK_TYPES
+from tasks_app import jobs, thumbnails
+from tasks_app.jobs import MAX_DELAY_SECONDS, TASK_TYPES
 
 FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 JSON_CONTENT_TYPES = {"application/json"}
@@ -63,7 +63,7 @@ class TaskForm(QueueOptionsForm):
     )
 
     def enqueue(self, submitter: dict[str, Any]) -> str:
-        return services.enqueue_task(self.cleaned_data["type"], **self.queue_options(), submitter=submitter)
+        return jobs.enqueue_task(self.cleaned_data["type"], **self.queue_options(), submitter=submitter)
 
 
 class ThumbnailForm(QueueOptionsForm):
@@ -90,7 +90,7 @@ class ThumbnailForm(QueueOptionsForm):
         return 413 if self.has_error("image", code="too_large") else 400
 
     def enqueue(self, submitter: dict[str, Any]) -> str:
-        return services.enqueue_thumbnails(self.cleaned_data["image"], **self.queue_options(), submitter=submitter)
+        return jobs.enqueue_thumbnails(self.cleaned_data["image"], **self.queue_options(), submitter=submitter)
 
 
 class ConfirmationEmailForm(QueueOptionsForm):
@@ -113,9 +113,7 @@ class ConfirmationEmailForm(QueueOptionsForm):
         return f"{local}@{domain.lower()}"  # domains are case-insensitive; the local part may not be
 
     def enqueue(self, submitter: dict[str, Any]) -> str:
-        return services.enqueue_confirmation_email(
-            self.cleaned_data["email"], **self.queue_options(), submitter=submitter
-        )
+        return jobs.enqueue_confirmation_email(self.cleaned_data["email"], **self.queue_options(), submitter=submitter)
 
 
 FORMS_BY_TYPE: dict[str, type[QueueOptionsForm]] = {

@@ -1,28 +1,58 @@
-"""What the queue health page shows: throughput from the job history, queues and workers from Redis."""
+"""Health: GET /healthz for load balancers, and what the admin's queue health page shows.
+
+HealthCheckMiddleware serves /healthz ahead of the other middleware: see tasks_app/middleware.py.
+"""
 
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import django_rq
 from django.conf import settings
 from django.db.models import Count
 from django.db.models.functions import TruncMinute
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from django.views.decorators.cache import never_cache
 from rq.registry import CanceledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import Worker
 
-from tasks_app import abandoned, services
+from tasks_app.connections import QueueUnavailable, get_queue, redis_outage_as_unavailable, separate_client
 from tasks_app.models import JobRecord
+from tasks_app.responses import json_error, json_methods, json_success
 
 logger = logging.getLogger(__name__)
 
+HEALTH_PATH = "/healthz"
 WINDOW_MINUTES = 60
+
+
+@never_cache
+@json_methods(["GET", "HEAD"])
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Report Redis reachability, waiting jobs per queue and live workers; 503 when Redis is down."""
+    try:
+        with redis_outage_as_unavailable():
+            queues = {name: get_queue(name).count for name in settings.TASK_QUEUES}
+            workers = len(live_workers())
+    except QueueUnavailable as exc:
+        # The reason names internal addresses: it goes to the log, not to whoever asked.
+        logger.warning("health check failed: Redis unreachable: %s", exc)
+        details = {"redis": "unreachable", "queues": None, "workers": None}
+        return json_error("Redis cannot be reached.", 503, data=details, headers={"Retry-After": "5"})
+    return json_success({"redis": "ok", "queues": queues, "workers": workers})
+
+
+def live_workers(hostname: str | None = None) -> list[Worker]:
+    """The workers whose key has not expired (RQ renews it with each heartbeat), only those on `hostname` if given.
+
+    Raises QueueUnavailable when Redis cannot be reached.
+    """
+    with redis_outage_as_unavailable(), separate_client() as client:
+        workers = Worker.all(connection=client, serializer=JSONSerializer)
+    return [worker for worker in workers if hostname is None or worker.hostname == hostname]
 
 
 @dataclass(frozen=True)
@@ -109,9 +139,9 @@ def current_health() -> Health:
     moment = timezone.now()
     minutes = throughput(moment)
     try:
-        connection = services.get_connection()
-        return Health(moment, minutes, queue_depths(connection), worker_states(connection))
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+        with redis_outage_as_unavailable():
+            return Health(moment, minutes, queue_depths(), worker_states())
+    except QueueUnavailable as exc:
         logger.warning("health page: Redis unavailable: %s", exc)
         return Health(moment, minutes, redis_error=f"Redis cannot be reached: {exc}")
 
@@ -131,11 +161,11 @@ def throughput(moment: datetime) -> list[Minute]:
     return [Minute(slot, by_minute.get((slot, "finished"), 0), by_minute.get((slot, "failed"), 0)) for slot in slots]
 
 
-def queue_depths(connection) -> list[QueueDepth]:
+def queue_depths() -> list[QueueDepth]:
     """How many jobs wait, run, are scheduled, deferred, failed and canceled in each queue."""
     depths = []
     for index, name in enumerate(sorted(settings.RQ_QUEUES)):  # django-rq numbers queues by sorted name
-        queue = django_rq.get_queue(name, connection=connection)
+        queue = get_queue(name)
         # cleanup=False: counting must not make RQ fail expired jobs behind the history's back.
         depths.append(
             QueueDepth(
@@ -153,25 +183,27 @@ def queue_depths(connection) -> list[QueueDepth]:
     return depths
 
 
-def worker_states(connection) -> list[WorkerState]:
-    """Every registered worker, and whether it is really alive (abandoned.worker_health)."""
+def worker_states() -> list[WorkerState]:
+    """Every registered worker; one silent for longer than TASK_ABANDONED_AFTER_SECONDS is not responding."""
     moment = now()
     states = []
-    for worker in Worker.all(connection=connection, serializer=JSONSerializer):
-        health = abandoned.worker_health(connection, worker.name, moment)
-        heartbeat = worker.last_heartbeat
-        states.append(
-            WorkerState(
-                name=worker.name,
-                state=worker.get_state() if health.alive else "not responding",
-                alive=health.alive,
-                queues=", ".join(worker.queue_names()),
-                current_job_id=worker.get_current_job_id() or "",
-                seconds_since_heartbeat=(moment - heartbeat).total_seconds() if heartbeat else None,
-                successful_jobs=worker.successful_job_count,
-                failed_jobs=worker.failed_job_count,
-                hostname=worker.hostname or "",
-                pid=worker.pid,
+    with separate_client() as client:
+        for worker in Worker.all(connection=client, serializer=JSONSerializer):
+            heartbeat = worker.last_heartbeat
+            silent_for = (moment - heartbeat).total_seconds() if heartbeat else None
+            alive = silent_for is not None and silent_for <= settings.TASK_ABANDONED_AFTER_SECONDS
+            states.append(
+                WorkerState(
+                    name=worker.name,
+                    state=worker.get_state() if alive else "not responding",
+                    alive=alive,
+                    queues=", ".join(worker.queue_names()),
+                    current_job_id=worker.get_current_job_id() or "",
+                    seconds_since_heartbeat=silent_for,
+                    successful_jobs=worker.successful_job_count,
+                    failed_jobs=worker.failed_job_count,
+                    hostname=worker.hostname or "",
+                    pid=worker.pid,
+                )
             )
-        )
     return sorted(states, key=lambda state: (not state.alive, state.name))

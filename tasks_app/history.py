@@ -2,8 +2,8 @@
 
 A new job's row is not written by the request that enqueues it: the database's writer lock
 would serialize every POST /tasks. The enqueue pipeline leaves the job's id in a Redis list
-instead, and `record_new_jobs` writes those rows in batches: workers call it about once a second
-(workers.py), the admin's history page before it lists (admin.py).
+(NEW_JOBS_KEY) instead, and `record_new_jobs` writes those rows in batches: when a job starts
+(callbacks.on_started) and before the admin's history page lists (admin.py).
 
 `record_status_change` receives `signals.job_status_changed` (connected in apps.py), so it runs in
 the web process on cancel and requeue, and in the worker on start, end, failure and retry; it
@@ -24,11 +24,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from rq.exceptions import DeserializationError
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 
-from tasks_app import services
+from tasks_app.connections import QueueUnavailable, get_connection, redis_outage_as_unavailable
 from tasks_app.models import JobRecord
 from tasks_app.signals import send_status_changed
+from tasks_app.status import TERMINAL_STATUSES, WAITING_STATUSES, TaskStatus, describe_job
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +39,16 @@ SYNC_BATCH = 500
 # New jobs recorded per call of record_new_jobs, at most: a worker's pause between jobs stays short.
 NEW_JOBS_BATCH = 500
 NEW_JOBS_MAX_BATCHES = 4
-ENDED_STATUSES = frozenset(services.TERMINAL_STATUSES | {JobRecord.Status.DELETED})
-# Within one run of a job: waiting, then running, then ended.
-STATUS_RANKS = {"queued": 1, "scheduled": 1, "deferred": 1, "started": 2}
+ENDED_STATUSES = frozenset(TERMINAL_STATUSES | {JobRecord.Status.DELETED})
+# Ids of jobs enqueued whose row is not written yet; each is pushed in the pipeline that writes its job.
+NEW_JOBS_KEY = "taskqueue:history:new"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def record_status_change(sender: Any, job: Job, status: str, connection: Any, **kwargs: Any) -> None:
+def record_status_change(sender: Any, job: Job, task: TaskStatus, traceback: str = "", **kwargs: Any) -> None:
     """Signal receiver: bring the job's history row up to date with its new status."""
-    if kwargs.get("created"):
-        return  # written by record_new_jobs, in a batch
-    fields = row_fields(job, status, services.status_of(job, status))
-    if not save_row(job.id, fields, creation_fields(job)):
-        logger.debug("job_id=%s ignored a late %s event", job.id, status)
+    if not save_row(job.id, row_fields(job, task, traceback), creation_fields(job)):
+        logger.debug("job_id=%s ignored a late %s event", job.id, task.task_status)
 
 
 def record_new_jobs() -> int:
@@ -62,15 +61,15 @@ def record_new_jobs() -> int:
     """
     recorded = 0
     for _ in range(NEW_JOBS_MAX_BATCHES):
-        job_ids = services.take_new_job_ids(NEW_JOBS_BATCH)
+        job_ids = take_new_job_ids(NEW_JOBS_BATCH)
         if not job_ids:
             break
         try:
             recorded += insert_new_rows(job_ids)
         except Exception:
             try:
-                services.give_back_new_job_ids(job_ids)
-            except services.QueueUnavailable:
+                give_back_new_job_ids(job_ids)
+            except QueueUnavailable:
                 # Redis went away between the LPOP and now: say which jobs are without a row until
                 # their next change writes it (a scheduled job may take long to change).
                 logger.error("%d new jobs left without a history row: %s", len(job_ids), " ".join(job_ids))
@@ -86,7 +85,7 @@ def insert_new_rows(job_ids: list[str]) -> int:
     A job gone from Redis meanwhile (deleted, or expired) gets no row. A job that already has one
     was changed since (started, canceled): its later event wrote the row.
     """
-    jobs = services.fetch_jobs(job_ids)
+    jobs = fetch_jobs(job_ids)
     existing = set(JobRecord.objects.filter(job_id__in=job_ids).values_list("job_id", flat=True))
     jobs = [job for job in jobs if job is not None and job.id not in existing]
     user_ids = {submitter_of(job).get("user_id") for job in jobs}
@@ -98,18 +97,42 @@ def insert_new_rows(job_ids: list[str]) -> int:
     rows = []
     for job in jobs:
         try:
-            status = job.get_status(refresh=False)
-            if status is None:
+            if job.get_status(refresh=False) is None:
                 continue
-            fields = row_fields(job, status.value, services.status_of(job, status.value))
-            rows.append(JobRecord(job_id=job.id, **fields, **creation_fields(job, known_users)))
+            task = describe_job(job)
+            rows.append(JobRecord(job_id=job.id, **row_fields(job, task), **creation_fields(job, known_users)))
         except Exception:  # one odd job must not hold up the batch; its next status change writes its row
             logger.exception("job_id=%s could not be recorded in the history", job.id)
     # ignore_conflicts: a worker may create a row between the read above and this INSERT.
     JobRecord.objects.bulk_create(rows, ignore_conflicts=True)
     # A job deleted since it was read (an admin emptying its queue) found no row to mark then.
-    mark_deleted(services.missing_jobs([row.job_id for row in rows]))
+    mark_deleted(missing_jobs([row.job_id for row in rows]))
     return len(rows)
+
+
+def take_new_job_ids(limit: int) -> list[str]:
+    """Remove and return up to `limit` of the oldest ids in NEW_JOBS_KEY (one atomic LPOP)."""
+    with redis_outage_as_unavailable():
+        ids = get_connection().lpop(NEW_JOBS_KEY, limit) or []
+    return [job_id.decode() for job_id in ids]
+
+
+def give_back_new_job_ids(job_ids: list[str]) -> None:
+    """Put ids taken by take_new_job_ids back, for the next batch, when their rows could not be written."""
+    if job_ids:
+        with redis_outage_as_unavailable():
+            get_connection().lpush(NEW_JOBS_KEY, *reversed(job_ids))
+
+
+def fetch_jobs(job_ids: list[str]) -> list[Job | None]:
+    """Read many jobs in one round trip, in order; None for each job that is gone."""
+    with redis_outage_as_unavailable():
+        return Job.fetch_many(job_ids, connection=get_connection(), serializer=JSONSerializer)
+
+
+def missing_jobs(job_ids: list[str]) -> list[str]:
+    """The ids among these whose job is no longer in Redis."""
+    return [job_id for job_id, job in zip(job_ids, fetch_jobs(job_ids), strict=True) if job is None] if job_ids else []
 
 
 def event_order(job: Job, status: str, attempt: int) -> int:
@@ -120,15 +143,17 @@ def event_order(job: Job, status: str, attempt: int) -> int:
     """
     run = aware(job.enqueued_at or job.created_at) or EPOCH
     micros = (run - EPOCH) // timedelta(microseconds=1)
-    return attempt * 10**17 + micros * 10 + STATUS_RANKS.get(status, 3)
+    stage = 1 if status in WAITING_STATUSES else 2 if status == JobStatus.STARTED else 3  # waiting, running, ended
+    return attempt * 10**17 + micros * 10 + stage
 
 
-def row_fields(job: Job, status: str, described: services.TaskStatus) -> dict[str, Any]:
-    """What a row says about a job after this event."""
+def row_fields(job: Job, described: TaskStatus, traceback: str = "") -> dict[str, Any]:
+    """What a row says about a job after this event; `traceback` is a failure's full text, if known."""
+    status = described.task_status
     meta = job.meta or {}
-    ran = status in {"started", "finished", "failed", "stopped"}  # a canceled job never ran in this run
+    ran = status not in WAITING_STATUSES | {JobStatus.CANCELED}  # a canceled job never ran in this run
     started_at = aware(job.started_at) if ran else None
-    ended_at = end_of_run(job, started_at) if status in services.TERMINAL_STATUSES else None
+    ended_at = end_of_run(job, started_at) if status in TERMINAL_STATUSES else None
     task_type = meta.get("task_type")
     return {
         "status": status,
@@ -146,7 +171,7 @@ def row_fields(job: Job, status: str, described: services.TaskStatus) -> dict[st
         "max_attempts": described.max_attempts,
         "result": shorten(described.task_result) if status == "finished" else "",
         "error": described.error or str(meta.get("last_error", "")),
-        "traceback": failure_traceback(job) if status in {"failed", "stopped"} else "",
+        "traceback": (traceback or failure_traceback(job)) if status in {"failed", "stopped"} else "",
         "worker_name": job.worker_name or "",
         "event_order": event_order(job, status, described.attempt),
     }
@@ -214,20 +239,16 @@ def sync_with_redis(job_ids: Iterable[str]) -> None:
     is marked deleted.
     """
     job_ids = list(dict.fromkeys(job_ids))
-    connection = services.get_connection()
     # In batches: an emptied queue may have held many thousands of jobs.
     for start in range(0, len(job_ids), SYNC_BATCH):
         batch = job_ids[start : start + SYNC_BATCH]
-        jobs = services.fetch_jobs(batch)
+        jobs = fetch_jobs(batch)
         rows = dict(JobRecord.objects.filter(job_id__in=batch).values_list("job_id", "status"))
         mark_deleted([job_id for job_id, job in zip(batch, jobs, strict=True) if job is None])
         for job in filter(None, jobs):
             status = job.get_status(refresh=False)
             if status and rows.get(job.id) != status.value:
-                send_status_changed(job, status.value, connection)
-
-
-WAITING_STATUSES = (JobRecord.Status.QUEUED, JobRecord.Status.SCHEDULED, JobRecord.Status.DEFERRED)
+                send_status_changed(job, describe_job(job))
 
 
 def sync_stale_rows(older_than: timedelta) -> None:
@@ -241,7 +262,7 @@ def sync_stale_rows(older_than: timedelta) -> None:
     stale = JobRecord.objects.filter(updated_at__lt=timezone.now() - older_than).order_by("updated_at")
     sync_with_redis(stale.filter(status=JobRecord.Status.STARTED).values_list("job_id", flat=True)[:SYNC_BATCH])
     waiting = stale.filter(status__in=WAITING_STATUSES).values_list("job_id", flat=True)[:SYNC_BATCH]
-    mark_deleted(services.missing_jobs(list(waiting)))
+    mark_deleted(missing_jobs(list(waiting)))
 
 
 def mark_deleted(job_ids: Iterable[str]) -> int:

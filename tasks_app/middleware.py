@@ -3,7 +3,7 @@
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from tasks_app.health_views import HEALTH_PATH, healthz
+from tasks_app.health import HEALTH_PATH, healthz
 
 
 class HealthCheckMiddleware(MiddlewareMixin):

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
-from tasks_app.services import MAX_DELAY_SECONDS, TASK_TYPES
+from tasks_app.jobs import MAX_DELAY_SECONDS, TASK_TYPES
 
 ERROR = {
     "type": "object",

@@ -1,12 +1,13 @@
-"""Redis connections through Sentinel that follow a failover on every reconnection.
+"""The one shim of a library's internals: Redis connections through Sentinel that follow a failover.
 
 redis-py's Sentinel connection asks the sentinels for the master's address in `connect()` only.
 A client-level retry reconnects the same connection through `connect_check_health()`, which
-goes back to the address it had (redis-py issue #3874, open in 8.1). A worker retrying through
-a failover (tasks_app/workers.py gives it about 30 s of retries) then knocks at the dead
-primary every time, gives up, and quits in the middle of a job. These classes ask the sentinels
-before every socket they open to the master, so each retry reaches whichever server is master
-by then. settings.RQ_QUEUES names the synchronous one; the event subscription uses the other.
+goes back to the address it had: https://github.com/redis/redis-py/issues/3874 (open in 8.1).
+A worker retrying through a failover (tasks_app/workers.py gives it about 30 s of retries) then
+knocks at the dead primary every time, gives up, and quits in the middle of a job. These
+classes override `_connect` to ask the sentinels before every socket they open to the master.
+Delete this module, and its two uses (settings.RQ_QUEUES, connections.build_subscription_connection),
+once a redis-py release fixes that issue and tests/integration/test_sentinel.py passes without it.
 The settings make no TLS connections to Redis through Sentinel; that would need TLS variants.
 """
 

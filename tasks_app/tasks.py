@@ -1,16 +1,33 @@
 """What the workers run. Kept small: progress goes to job.meta, the work lives elsewhere."""
 
+import functools
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from rq import get_current_job
+from rq.job import JobStatus
 
-from tasks_app import emails, events, thumbnails
+from tasks_app import callbacks, emails, events, thumbnails
+from tasks_app.status import describe
 
 # At least one progress report a second, as the status page promises.
 PROGRESS_INTERVAL_SECONDS = 0.5
 
 
+def reports_start(task: Callable) -> Callable:
+    """Report the job's start (history, events) before the task runs: RQ has no start callback."""
+
+    @functools.wraps(task)
+    def run(*args, **kwargs):
+        if job := get_current_job():  # None when run synchronously, outside a worker
+            callbacks.on_started(job)
+        return task(*args, **kwargs)
+
+    return run
+
+
+@reports_start
 def sleep_task(task_type: int) -> bool:
     """Sleep task_type x TASK_UNIT_SECONDS, reporting progress (0-100) in job.meta."""
     duration = task_type * settings.TASK_UNIT_SECONDS
@@ -26,12 +43,14 @@ def sleep_task(task_type: int) -> bool:
     return True
 
 
+@reports_start
 def make_thumbnails(upload_name: str) -> dict:
     """Make the configured thumbnails of a stored upload; return their URLs and sizes."""
     job = get_current_job()
     return thumbnails.make_thumbnails(upload_name, report_progress=lambda percent: report_progress(job, percent))
 
 
+@reports_start
 def send_confirmation_email(address: str) -> dict:
     """Send an address its confirmation link, once per job however often the job is retried."""
     job = get_current_job()
@@ -39,11 +58,11 @@ def send_confirmation_email(address: str) -> dict:
 
 
 def report_progress(job, percent: int) -> None:
-    """Store progress in the job's meta, where GET /tasks/<id> reads it."""
+    """Store progress in the job's meta, where GET /tasks/<id> reads it, and tell the event streams."""
     if job is None:  # run synchronously, outside a worker
         return
     if job.meta.get("progress") == percent:
         return
     job.meta["progress"] = percent
     job.save_meta()
-    events.publish_progress(job)
+    events.publish(job.connection, describe(job, JobStatus.STARTED).as_dict())

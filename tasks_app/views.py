@@ -15,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from tasks_app import emails, events, openapi, services, thumbnails
+from tasks_app import connections, emails, events, jobs, openapi, status, thumbnails
 from tasks_app.forms import (
     ConfirmationEmailForm,
     QueueOptionsForm,
@@ -53,26 +53,26 @@ def index(request: HttpRequest) -> HttpResponse:
         return render_index(request)
     form = submission_form(request.POST, uploaded_files(request))
     if not form.is_valid():
-        return render_index(request, form, status=form.error_status)
+        return render_index(request, form, code=form.error_status)
     try:
         task_id = enqueue_from_form(request, form, request.user)
-    except services.RateLimited as exc:
+    except jobs.RateLimited as exc:
         form.add_error(None, str(exc))
-        return with_headers(render_index(request, form, status=429), {"Retry-After": str(exc.retry_after)})
-    except (services.QueueFull, services.QueueUnavailable) as exc:
-        form.add_error(None, str(exc) if isinstance(exc, services.QueueFull) else QUEUE_DOWN_MESSAGE)
-        return with_headers(render_index(request, form, status=503), RETRY_AFTER)
+        return with_headers(render_index(request, form, code=429), {"Retry-After": str(exc.retry_after)})
+    except (jobs.QueueFull, connections.QueueUnavailable) as exc:
+        form.add_error(None, str(exc) if isinstance(exc, jobs.QueueFull) else QUEUE_DOWN_MESSAGE)
+        return with_headers(render_index(request, form, code=503), RETRY_AFTER)
     return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
 
 
-def render_index(request: HttpRequest, submitted: QueueOptionsForm | None = None, status: int = 200) -> HttpResponse:
+def render_index(request: HttpRequest, submitted: QueueOptionsForm | None = None, code: int = 200) -> HttpResponse:
     """The page with every form empty, except the one just submitted (with its errors)."""
     context = {
         name: submitted if type(submitted) is form_class else form_class() for name, form_class in PAGE_FORMS.items()
     }
     context["max_upload_bytes"] = settings.THUMBNAIL_MAX_UPLOAD_BYTES
     context["max_upload"] = thumbnails.describe_bytes(settings.THUMBNAIL_MAX_UPLOAD_BYTES)
-    return render(request, "tasks_app/index.html", context, status=status)
+    return render(request, "tasks_app/index.html", context, status=code)
 
 
 @never_cache
@@ -80,17 +80,17 @@ def render_index(request: HttpRequest, submitted: QueueOptionsForm | None = None
 def job_page(request: HttpRequest, task_id: str) -> HttpResponse:
     """Show one job's status; the page reloads itself until the job ends."""
     try:
-        task = services.get_task_status(task_id)
-        confirmed_at = services.email_confirmed_at(task.task_result["email"]) if sent_email(task) else None
-    except services.TaskNotFound:
+        task = status.get_task_status(task_id)
+        confirmed_at = jobs.email_confirmed_at(task.task_result["email"]) if sent_email(task) else None
+    except status.TaskNotFound:
         return render(request, "tasks_app/job.html", {"task_id": task_id, "missing": True}, status=404)
-    except services.QueueUnavailable:
+    except connections.QueueUnavailable:
         context = {"task_id": task_id, "unavailable": QUEUE_DOWN_MESSAGE}
         return with_headers(render(request, "tasks_app/job.html", context, status=503), RETRY_AFTER)
     return render(request, "tasks_app/job.html", {"task_id": task_id, "task": task, "confirmed_at": confirmed_at})
 
 
-def sent_email(task: services.TaskStatus) -> bool:
+def sent_email(task: status.TaskStatus) -> bool:
     """A finished confirmation email job (its result names the address)."""
     return isinstance(task.task_result, dict) and isinstance(task.task_result.get("email"), str)
 
@@ -99,13 +99,13 @@ def sent_email(task: services.TaskStatus) -> bool:
 def job_page_cancel(request: HttpRequest, task_id: str) -> HttpResponse:
     """The job page's Cancel button (CSRF-protected form); back to the job page either way."""
     try:
-        services.cancel_task(task_id)
-    except services.TaskNotFound:
+        jobs.cancel_task(task_id)
+    except status.TaskNotFound:
         return render(request, "tasks_app/job.html", {"task_id": task_id, "missing": True}, status=404)
-    except services.QueueUnavailable:
+    except connections.QueueUnavailable:
         context = {"task_id": task_id, "unavailable": QUEUE_DOWN_MESSAGE}
         return with_headers(render(request, "tasks_app/job.html", context, status=503), RETRY_AFTER)
-    except services.TaskStateConflict:
+    except jobs.TaskStateConflict:
         pass  # it ended meanwhile; the page shows how
     return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
 
@@ -123,9 +123,9 @@ def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
     """
     try:
         if request.method == "POST":
-            services.confirm_email(token)
+            jobs.confirm_email(token)
             return HttpResponseRedirect(request.path, status=303)
-        address, confirmed_at = services.read_confirmation(token)
+        address, confirmed_at = jobs.read_confirmation(token)
     except emails.ConfirmationExpired as exc:
         context = {
             "state": "expired",
@@ -135,7 +135,7 @@ def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "tasks_app/confirm.html", context, status=410)
     except emails.InvalidConfirmation:
         return render(request, "tasks_app/confirm.html", {"state": "invalid"}, status=400)
-    except services.QueueUnavailable:
+    except connections.QueueUnavailable:
         context = {"state": "unavailable", "unavailable": QUEUE_DOWN_MESSAGE}
         return with_headers(render(request, "tasks_app/confirm.html", context, status=503), RETRY_AFTER)
     context = {"state": "confirmed" if confirmed_at else "ready", "email": address, "confirmed_at": confirmed_at}
@@ -173,11 +173,11 @@ def create_task_response(request: HttpRequest, user) -> HttpResponse:
         return json_error(message, form.error_status, errors=errors)
     try:
         task_id = enqueue_from_form(request, form, user)
-    except services.RateLimited as exc:
+    except jobs.RateLimited as exc:
         return json_error(str(exc), 429, headers={"Retry-After": str(exc.retry_after)})
-    except services.QueueFull as exc:
+    except jobs.QueueFull as exc:
         return json_error(str(exc), 503, headers=RETRY_AFTER)
-    except services.QueueUnavailable:
+    except connections.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     status_url = request.build_absolute_uri(reverse("tasks_app:task_status", args=[task_id]))
     response = json_success({"task_id": task_id}, status=202)
@@ -191,10 +191,10 @@ async def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return method_not_allowed(request, "GET, HEAD")
     try:
-        task = await sync_to_async(services.get_task_status, thread_sensitive=False)(task_id)
-    except services.TaskNotFound:
+        task = await sync_to_async(status.get_task_status, thread_sensitive=False)(task_id)
+    except status.TaskNotFound:
         return json_error(f"No task with id {task_id!r}: it does not exist or has expired.", 404)
-    except services.QueueUnavailable:
+    except connections.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     return json_success(task.as_dict())
 
@@ -227,10 +227,10 @@ async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) 
         return method_not_allowed(request)
     if single:
         try:  # an unknown task is a 404 before any stream starts
-            await sync_to_async(services.get_task_status, thread_sensitive=False)(task_ids[0])
-        except services.TaskNotFound:
+            await sync_to_async(status.get_task_status, thread_sensitive=False)(task_ids[0])
+        except status.TaskNotFound:
             return json_error(f"No task with id {task_ids[0]!r}: it does not exist or has expired.", 404)
-        except services.QueueUnavailable:
+        except connections.QueueUnavailable:
             return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     try:
         await events.hub().ready()
@@ -250,13 +250,13 @@ def method_not_allowed(request: HttpRequest, allowed: str = "GET, HEAD") -> Http
 
 def read_status_or_none(task_id: str) -> dict | None:
     try:
-        return services.get_task_status(task_id).as_dict()
-    except services.TaskNotFound:
+        return status.get_task_status(task_id).as_dict()
+    except status.TaskNotFound:
         return None
 
 
-def is_terminal(status: str) -> bool:
-    return status in services.TERMINAL_STATUSES
+def is_terminal(task_status: str) -> bool:
+    return task_status in status.TERMINAL_STATUSES
 
 
 # Cancelling needs the id, an unguessable uuid4 that only the submitter was given; there is
@@ -266,12 +266,12 @@ def is_terminal(status: str) -> bool:
 def cancel_task(request: HttpRequest, task_id: str) -> HttpResponse:
     """Cancel a waiting task (200, canceled) or stop a running one (202, stop requested)."""
     try:
-        outcome = services.cancel_task(task_id)
-    except services.TaskNotFound:
+        outcome = jobs.cancel_task(task_id)
+    except status.TaskNotFound:
         return json_error(f"No task with id {task_id!r}: it does not exist or has expired.", 404)
-    except services.TaskStateConflict as exc:
+    except jobs.TaskStateConflict as exc:
         return json_error(str(exc), 409, errors={"task_status": [exc.status]})
-    except services.QueueUnavailable:
+    except connections.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
     if outcome == "stopped":
         return json_success({"task_id": task_id, "task_status": "started", "stop_requested": True}, status=202)
@@ -280,7 +280,7 @@ def cancel_task(request: HttpRequest, task_id: str) -> HttpResponse:
 
 def enqueue_from_form(request: HttpRequest, form: QueueOptionsForm, user) -> str:
     """Enqueue a validated submission if the client and the queue may take it; record who sent it."""
-    services.admit_submission(request.META.get("REMOTE_ADDR", "unknown"), form.cleaned_data["queue"])
+    jobs.admit_submission(request.META.get("REMOTE_ADDR", "unknown"), form.cleaned_data["queue"])
     user_id, username = (user.pk, user.get_username()) if user and user.is_authenticated else (None, "")
     return form.enqueue({"user_id": user_id, "username": username, "ip": request.META.get("REMOTE_ADDR", "")})
 
@@ -294,13 +294,13 @@ def openapi_document(request: HttpRequest) -> HttpResponse:
 # --- Error handlers (settings.DEBUG off) --------------------------------------------------------
 
 
-def error_handler(status: int, message: str) -> Callable[..., HttpResponse]:
+def error_handler(code: int, message: str) -> Callable[..., HttpResponse]:
     """JSON for API paths and clients that ask for JSON, the status's page for people."""
 
     def handler(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
         if request.path.startswith("/tasks") or "application/json" in request.headers.get("Accept", ""):
-            return json_error(message.format(path=request.path), status)
-        return render(request, f"{status}.html", status=status)
+            return json_error(message.format(path=request.path), code)
+        return render(request, f"{code}.html", status=code)
 
     return handler
 

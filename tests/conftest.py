@@ -1,7 +1,8 @@
 import fakeredis
+import fakeredis.aioredis
 import pytest
 
-from tasks_app import services
+from tasks_app import connections
 
 
 def pytest_addoption(parser):
@@ -23,14 +24,14 @@ def no_rate_limit(settings):
 
 @pytest.fixture
 def fake_redis(monkeypatch):
-    """Route every Redis call of the services to an in-memory fakeredis server."""
+    """Route every Redis client of the site to an in-memory fakeredis server."""
     server = fakeredis.FakeServer()
     connection = fakeredis.FakeRedis(server=server)
-    monkeypatch.setattr(services, "get_connection", lambda queue_name=services.DEFAULT_QUEUE: connection)
-    # The event streams' subscription, on the same in-memory server.
-    monkeypatch.setattr(
-        services, "build_subscription_connection", lambda config: fakeredis.FakeAsyncRedis(server=server)
-    )
+    monkeypatch.setattr(connections, "build_connection", lambda config: connection)
+    subscription = lambda config: fakeredis.aioredis.FakeRedis(server=server)  # noqa: E731
+    monkeypatch.setattr(connections, "build_subscription_connection", subscription)
+    monkeypatch.setattr(connections, "_connections", {})
+    monkeypatch.setattr(connections, "_queues", {})
     return connection
 
 
@@ -41,7 +42,8 @@ def down_redis(settings, monkeypatch):
 
     url = f"redis://127.0.0.1:{free_port()}/0?socket_connect_timeout=0.5&socket_timeout=1"
     settings.RQ_QUEUES = {name: {**config, "URL": url} for name, config in settings.RQ_QUEUES.items()}
-    monkeypatch.setattr(services, "_connections", {})
+    monkeypatch.setattr(connections, "_connections", {})
+    monkeypatch.setattr(connections, "_queues", {})
     return url
 
 

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
 
-from tasks_app import services
+from tasks_app import jobs
 from tasks_app.models import JobRecord
 from tasks_app.permissions import VIEWERS_GROUP
 from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
@@ -139,8 +139,8 @@ def test_health_page_charts_throughput_queues_and_workers_with_their_numbers(adm
         add_row(f"done-{n}", "finished", ended_at=two_minutes_ago)
     add_row("failed-1", "failed", ended_at=two_minutes_ago)
     add_row("too-old", "finished", minutes_ago=90)
-    services.enqueue_task(1, queue_name="high")
-    services.enqueue_task(1, queue_name="high")
+    jobs.enqueue_task(1, queue_name="high")
+    jobs.enqueue_task(1, queue_name="high")
     response = admin_client_.get(HISTORY + "health/")
     assert response.status_code == 200
     page = response.content.decode()
@@ -156,7 +156,7 @@ def test_health_page_charts_throughput_queues_and_workers_with_their_numbers(adm
 
 def test_health_json_has_the_same_numbers(admin_client_, real_redis):  # noqa: F811
     add_row("done", "finished", minutes_ago=0.5)
-    services.enqueue_task(1, queue_name="low")
+    jobs.enqueue_task(1, queue_name="low")
     body = admin_client_.get(HISTORY + "health.json").json()
     assert body["status"] == "success"
     data = body["data"]
@@ -184,8 +184,8 @@ def test_health_page_still_shows_the_history_when_redis_is_down(admin_client_, d
 
 
 def test_canceled_jobs_have_a_page_linked_from_django_rqs_queue_page(admin_client_, real_redis):  # noqa: F811
-    job_id = services.enqueue_task(1)
-    services.cancel_task(job_id)
+    job_id = jobs.enqueue_task(1)
+    jobs.cancel_task(job_id)
     queue_page = admin_client_.get(f"{DASHBOARD}/queues/0/details/").content.decode()
     assert f'href="{DASHBOARD}/queues/0/canceled/">1</a>' in queue_page
     canceled_page = admin_client_.get(f"{DASHBOARD}/queues/0/canceled/")

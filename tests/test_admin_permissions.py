@@ -19,13 +19,14 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from tasks_app import history, services
+from tasks_app import history, jobs
 from tasks_app.models import JobRecord
 from tasks_app.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from tasks_app.signals import send_status_changed
+from tasks_app.status import describe
 from tasks_app.workers import InProcessJSONWorker
 from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
-from tests.support import jobs
+from tests.support import jobs as support_jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -47,16 +48,16 @@ class Jobs:
 def redis_jobs(real_redis, settings) -> Jobs:  # noqa: F811 - the imported fixture
     """A queued job, a failed one and one deferred behind the queued one, all in `default`."""
     settings.TASK_POLICIES = {"sleep": {"timeout": 60, "max_retries": 0, "retry_intervals": [0]}}
-    failed = services.enqueue_call(jobs.explode, ("boom",), kind="sleep", description="explode")
+    failed = jobs.enqueue_call(support_jobs.explode, ("boom",), kind="sleep", description="explode")
     InProcessJSONWorker(["default"], connection=real_redis.connection).work(burst=True)
-    queued = services.enqueue_task(1)
+    queued = jobs.enqueue_task(1)
     queue = Queue("default", connection=real_redis.connection, serializer=JSONSerializer)
     deferred = queue.enqueue("tests.support.jobs.touch", "/nonexistent", depends_on=queued).id
-    started = Job.fetch(services.enqueue_task(1, queue_name="high"), connection=real_redis.connection)
+    started = Job.fetch(jobs.enqueue_task(1, queue_name="high"), connection=real_redis.connection)
     with real_redis.connection.pipeline() as pipeline:
         started.prepare_for_execution("absent-worker", pipeline)
         pipeline.execute()
-    send_status_changed(started, "started", real_redis.connection)
+    send_status_changed(started, describe(started, "started"))
     history.record_new_jobs()  # as a worker does within a second
     return Jobs(queued, failed, deferred, started.id, real_redis.connection)
 

@@ -9,7 +9,7 @@ from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from taskqueue_site.settings import sentinel_connection
-from tasks_app import services
+from tasks_app import connections
 from tasks_app.redis_sentinel import FailoverFollowingConnection
 from tests.support.processes import free_port
 
@@ -74,7 +74,8 @@ def test_healthz_through_sentinel_answers_503_within_two_seconds_when_no_sentine
         name: {**{k: v for k, v in config.items() if k != "URL"}, **connection}
         for name, config in settings.RQ_QUEUES.items()
     }
-    monkeypatch.setattr(services, "_connections", {})
+    monkeypatch.setattr(connections, "_connections", {})
+    monkeypatch.setattr(connections, "_queues", {})
 
     for request in (lambda: Client().get("/healthz"), lambda: Client().post("/tasks", {"type": 1})):
         started = time.monotonic()

@@ -6,10 +6,11 @@ import json
 import pytest
 from django.test import AsyncClient, Client
 from rq import Queue
+from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from tasks_app import events, services
+from tasks_app import connections, events, status
 from tasks_app.events import StreamState
 from tasks_app.workers import InProcessJSONWorker
 from tests.test_views import assert_error
@@ -97,33 +98,26 @@ def test_job_page_cancel_button(fake_redis):
     assert 'id="job-status">canceled<' in client.get(f"/jobs/{task_id}").content.decode()
 
 
-def events_of(path: str, scenario) -> object:
-    """Open an event stream through Django's ASGI-side client and run `scenario(frames)` on it."""
+def stream(path: str, steps, timeout: float = 10) -> list[bytes]:
+    """Open an event stream; after each frame read, run the next step (a callable or None); return all frames."""
 
-    async def run():
+    async def scenario() -> list[bytes]:
         response = await AsyncClient().get(path)
         assert response["Content-Type"] == "text/event-stream"
-        return await scenario(aiter(response.streaming_content))
+        frames, pending = [], list(steps)
+        async for frame in response.streaming_content:
+            frames.append(frame)
+            if pending and (step := pending.pop(0)):
+                step()
+        return frames
 
-    return asyncio.run(run())
-
-
-async def read_to_the_end(frames, timeout: float = 10) -> bytes:
-    """The rest of a stream, which must end by itself within `timeout` seconds."""
-
-    async def rest() -> bytes:
-        return b"".join([frame async for frame in frames])
-
-    try:
-        return await asyncio.wait_for(rest(), timeout)
-    except TimeoutError:
-        raise AssertionError(f"the stream was still open after {timeout} s") from None
+    return asyncio.run(asyncio.wait_for(scenario(), timeout))  # a stream that never ends fails the test
 
 
-def test_stream_of_an_ended_task(fake_redis):
+def test_stream_of_an_ended_task_sends_one_event(fake_redis):
     task_id = post({"type": 0}).json()["data"]["task_id"]
     InProcessJSONWorker(["default"], connection=fake_redis).work(burst=True)
-    body = events_of(f"/tasks/{task_id}/events", read_to_the_end).decode()
+    body = b"".join(stream(f"/tasks/{task_id}/events", [])).decode()
     assert body.startswith("retry: 3000\n\n")
     frames = [frame for frame in body.split("\n\n") if frame.startswith("event:")]
     assert len(frames) == 1
@@ -136,15 +130,10 @@ def test_a_stream_ends_on_a_change_that_published_nothing(fake_redis, monkeypatc
     """A job deleted without an event (django-rq's pages, RQ's cleanup) ends the stream at the next keepalive."""
     monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.1)
     task_id = post({"type": 1}).json()["data"]["task_id"]
-
-    async def scenario(frames):
-        assert await anext(frames) == b"retry: 3000\n\n"
-        assert b'"task_status": "queued"' in await anext(frames)
-        fake_redis.delete(f"rq:job:{task_id}")
-        return await read_to_the_end(frames)
-
-    rest = events_of(f"/tasks/{task_id}/events", scenario)
-    assert rest.endswith(b'event: missing\ndata: {"task_id": "%s"}\n\n' % task_id.encode())
+    frames = stream(f"/tasks/{task_id}/events", [None, lambda: Job.fetch(task_id, connection=fake_redis).delete()])
+    assert frames[0] == b"retry: 3000\n\n"
+    assert b'"task_status": "queued"' in frames[1]
+    assert frames[-1] == b'event: missing\ndata: {"task_id": "%s"}\n\n' % task_id.encode()
 
 
 def test_a_stream_ends_cleanly_when_redis_goes_away(fake_redis, monkeypatch):
@@ -152,15 +141,12 @@ def test_a_stream_ends_cleanly_when_redis_goes_away(fake_redis, monkeypatch):
     task_id = post({"type": 1}).json()["data"]["task_id"]
 
     def unavailable(task_id):
-        raise services.QueueUnavailable("connection refused")
+        raise connections.QueueUnavailable("connection refused")
 
-    async def scenario(frames):
-        await anext(frames), await anext(frames)
-        monkeypatch.setattr(services, "get_task_status", unavailable)
-        return await read_to_the_end(frames)
-
-    # ended, no exception: the browser reconnects
-    assert events_of(f"/tasks/{task_id}/events", scenario) == events.KEEPALIVE
+    frames = stream(
+        f"/tasks/{task_id}/events", [None, lambda: monkeypatch.setattr(status, "get_task_status", unavailable)]
+    )
+    assert frames[-1] == events.KEEPALIVE  # ended, no exception: the browser reconnects
 
 
 def test_a_stream_registers_its_tasks_only_once_it_runs():

@@ -207,7 +207,7 @@ def test_logs_are_one_json_event_per_line_with_the_job_id(site):
         "the enqueue to be logged",
     )
     enqueued = next(entry for entry in entries if entry.get("job_id") == task_id)
-    assert enqueued["logger"] == "tasks_app.services"
+    assert enqueued["logger"] == "tasks_app.jobs"
     assert {"time", "level", "message", "pid"} <= set(enqueued)
     access = [entry for entry in entries if entry["logger"] == "uvicorn.access" and entry.get("path") == "/tasks"]
     assert access and access[-1]["method"] == "POST" and access[-1]["status_code"] == 202

@@ -17,7 +17,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from tasks_app import services
+from tasks_app import jobs
 from tasks_app.workers import InProcessJSONWorker
 from tests.support import images
 from tests.support.processes import PROJECT_ROOT
@@ -153,8 +153,8 @@ def test_the_thumbnail_kind_has_its_own_policy(fake_redis, media):
     task_id = submit(images.png()).json()["data"]["task_id"]
     job = Job.fetch(task_id, connection=fake_redis, serializer=JSONSerializer)
     assert job.meta["kind"] == "thumbnail"
-    assert job.timeout == services.task_policy("thumbnail")["timeout"]
-    assert status(task_id)["max_attempts"] == services.task_policy("thumbnail")["max_retries"] + 1
+    assert job.timeout == jobs.task_policy("thumbnail")["timeout"]
+    assert status(task_id)["max_attempts"] == jobs.task_policy("thumbnail")["max_retries"] + 1
 
 
 def test_queue_and_delay_apply_to_thumbnails_too(fake_redis, media):
@@ -373,15 +373,15 @@ def test_a_thumbnail_job_whose_image_is_gone_is_not_requeued_to_fail_again(fake_
     task_id = submit(images.png()).json()["data"]["task_id"]
     assert Client().post(f"/tasks/{task_id}/cancel").status_code == 200
     assert stored_files(media) == []  # the image went with the canceled job
-    with pytest.raises(services.TaskStateConflict, match="its image was deleted when it ended canceled"):
-        services.requeue_task(task_id)
+    with pytest.raises(jobs.TaskStateConflict, match="its image was deleted when it ended canceled"):
+        jobs.requeue_task(task_id)
     assert status(task_id)["task_status"] == "canceled"
 
 
 def test_deleting_a_thumbnail_job_deletes_its_files(fake_redis, media):
     task_id = submit(images.png()).json()["data"]["task_id"]
     assert len(stored_files(media)) == 1
-    assert services.delete_task(task_id) == "queued"
+    assert jobs.delete_task(task_id) == "queued"
     assert stored_files(media) == []
 
 

@@ -41,22 +41,22 @@ PASSWORD = "screenshots-only"  # noqa: S105 - a throwaway account in a throwaway
 # Run in the web's environment through `manage.py shell`: jobs of every outcome.
 SUBMIT = """
 import random
-from tasks_app import services
+from tasks_app import jobs as app_jobs
 from tests.support import jobs
 for _ in range({finished}):
-    services.enqueue_task(random.choice([0, 1, 1, 2]), queue_name=random.choice(["high", "default", "default", "low"]),
+    app_jobs.enqueue_task(random.choice([0, 1, 1, 2]), queue_name=random.choice(["high", "default", "default", "low"]),
                           submitter={{"user_id": 1, "username": "admin", "ip": "127.0.0.1"}})
 for n in range({failed}):
-    services.enqueue_call(jobs.explode, (f"disk {{n}} is full",), kind="sleep", description="Copy to disk",
+    app_jobs.enqueue_call(jobs.explode, (f"disk {{n}} is full",), kind="sleep", description="Copy to disk",
                           submitter={{"user_id": None, "username": "", "ip": "10.0.0.7"}})
 """
 SETUP = """
-from tasks_app import services
+from tasks_app import jobs as app_jobs
 from tests.support import jobs
-canceled = services.enqueue_task(2, queue_name="low", submitter={"user_id": None, "username": "", "ip": "10.0.0.9"})
-services.cancel_task(canceled)
-services.enqueue_task(1, queue_name="low", delay=3600, submitter={"user_id": 1, "username": "admin", "ip": "127.0.0.1"})
-services.enqueue_task(3, queue_name="high", submitter={"user_id": 1, "username": "admin", "ip": "127.0.0.1"})
+canceled = app_jobs.enqueue_task(2, queue_name="low", submitter={"user_id": None, "username": "", "ip": "10.0.0.9"})
+app_jobs.cancel_task(canceled)
+app_jobs.enqueue_task(1, queue_name="low", delay=3600, submitter={"user_id": 1, "username": "admin", "ip": "127.0.0.1"})
+app_jobs.enqueue_task(3, queue_name="high", submitter={"user_id": 1, "username": "admin", "ip": "127.0.0.1"})
 """
 
 

@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from redis.exceptions import RedisError
 from rq.registry import CanceledJobRegistry
 
-from tasks_app import services
+from tasks_app import connections
 from tasks_app.permissions import READ_ONLY_PAGES
 
 register = template.Library()
@@ -57,7 +57,7 @@ def live_refresh(context: template.Context) -> str:
 def canceled_count(queue_name: str) -> int | str:
     """How many canceled jobs a queue keeps (django-rq's pages do not count them)."""
     try:
-        queue = django_rq.get_queue(queue_name, connection=services.get_connection(queue_name))
+        queue = django_rq.get_queue(queue_name, connection=connections.get_connection(queue_name))
         return CanceledJobRegistry(queue=queue).get_job_count(cleanup=False)
     except RedisError:
         return "?"

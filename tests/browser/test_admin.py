@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from tasks_app import services
+from tasks_app import jobs
 from tests.integration.conftest import real_redis, redis_port, start_worker  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -55,7 +55,7 @@ def test_health_page_history_list_and_dashboard_follow_a_job_without_reloading(
     staff_page,
     start_worker,  # noqa: F811
 ):
-    job_id = services.enqueue_task(1)
+    job_id = jobs.enqueue_task(1)
     history = open_tab(staff_page, live_server_url + HISTORY)
     health = open_tab(staff_page, live_server_url + HISTORY + "health/")
     dashboard = open_tab(staff_page, live_server_url + "/admin/django_rq/dashboard/")
@@ -84,7 +84,7 @@ def test_refresh_can_be_paused_and_the_choice_is_remembered(live_server_url, sta
     toggle.uncheck()
     expect(staff_page.locator(".live-refresh-status")).to_have_text("Paused")
 
-    job_id = services.enqueue_task(1)
+    job_id = jobs.enqueue_task(1)
     staff_page.wait_for_timeout(5_000)  # two refresh intervals: a running refresh would show the job
     expect(history_status(staff_page, job_id)).to_have_count(0)
 
@@ -92,7 +92,7 @@ def test_refresh_can_be_paused_and_the_choice_is_remembered(live_server_url, sta
     expect(staff_page.get_by_label("Auto-refresh")).not_to_be_checked()  # remembered
     expect(history_status(staff_page, job_id)).to_have_text("queued")
 
-    second = services.enqueue_task(2)
+    second = jobs.enqueue_task(2)
     staff_page.get_by_label("Refresh interval").select_option("2")
     staff_page.get_by_label("Auto-refresh").check()
     expect(history_status(staff_page, second)).to_have_text("queued")
@@ -103,7 +103,7 @@ def test_a_selection_holds_the_refresh_so_it_is_not_lost(live_server_url, staff_
     staff_page.goto(live_server_url + HISTORY)
     staff_page.fill("#searchbar", "half-typed")
     staff_page.locator("h1").click()  # the box loses the focus but keeps its text
-    job_id = services.enqueue_task(1)
+    job_id = jobs.enqueue_task(1)
     expect(staff_page.locator(".live-refresh-status")).to_contain_text("Waiting", timeout=10_000)
     expect(staff_page.locator("#searchbar")).to_have_value("half-typed")
     expect(history_status(staff_page, job_id)).to_have_count(0)

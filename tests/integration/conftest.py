@@ -6,7 +6,7 @@ import pytest
 from redis import Redis
 
 from taskqueue_site.settings import redis_url_with_timeouts
-from tasks_app import services
+from tasks_app import connections
 from tests.support.processes import child_env, manage_py, redis_server, stop
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,8 @@ def real_redis(redis_port, settings, monkeypatch):
     queue_url = redis_url_with_timeouts(url, 0.5, 1.0)
     settings.REDIS_URL = url
     settings.RQ_QUEUES = {name: {**config, "URL": queue_url} for name, config in settings.RQ_QUEUES.items()}
-    monkeypatch.setattr(services, "_connections", {})
+    monkeypatch.setattr(connections, "_connections", {})
+    monkeypatch.setattr(connections, "_queues", {})
     connection = Redis.from_url(url)
     connection.flushdb()
     yield SimpleNamespace(url=url, port=redis_port, connection=connection)
@@ -33,7 +34,7 @@ def real_redis(redis_port, settings, monkeypatch):
 
 
 @pytest.fixture
-def start_worker(real_redis, tmp_path, django_db_setup):
+def start_worker(real_redis, tmp_path, django_db_setup, settings):
     """Start `manage.py rqworker high default low` processes; all are stopped after the test.
 
     They use the test database (tests.support.processes.child_env), where they write job history.
@@ -41,7 +42,7 @@ def start_worker(real_redis, tmp_path, django_db_setup):
     started = []
 
     def start(*extra_args: str, burst: bool = True, unit_seconds: float = 0.2, **env: str):
-        args = ["rqworker", *services.settings.TASK_QUEUES, *extra_args]
+        args = ["rqworker", *settings.TASK_QUEUES, *extra_args]
         if burst:
             args.append("--burst")
         environment = child_env(REDIS_URL=real_redis.url, TASK_UNIT_SECONDS=str(unit_seconds), **env)

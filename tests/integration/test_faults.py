@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 
 from taskqueue_site.settings import redis_url_with_timeouts
-from tasks_app import services
+from tasks_app import connections
 from tests.support.http import create_task, request, task_status
 from tests.support.processes import (
     child_env,
@@ -31,7 +31,8 @@ def point_site_at(settings, monkeypatch):
         settings.REDIS_URL = url
         queue_url = redis_url_with_timeouts(url, 0.5, 1.0)
         settings.RQ_QUEUES = {name: {**config, "URL": queue_url} for name, config in settings.RQ_QUEUES.items()}
-        monkeypatch.setattr(services, "_connections", {})
+        monkeypatch.setattr(connections, "_connections", {})
+        monkeypatch.setattr(connections, "_queues", {})
         return url
 
     return point

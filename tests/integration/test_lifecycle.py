@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks_app import services
+from tasks_app import jobs
 from tests.support.http import create_task, request, task_status
 from tests.support.processes import wait_until
 
@@ -74,9 +74,7 @@ def test_cancel_a_finished_task_is_a_conflict(live_server, start_worker):
 
 def test_transient_failure_is_retried_then_finishes(live_server, real_redis, start_worker, settings):
     settings.TASK_POLICIES = {"sleep": {"timeout": 30, "max_retries": 2, "retry_intervals": [1]}}
-    task_id = services.enqueue_call(
-        "tests.support.jobs.flaky", ("test:flaky-runs", 1), kind="sleep", description="flaky"
-    )
+    task_id = jobs.enqueue_call("tests.support.jobs.flaky", ("test:flaky-runs", 1), kind="sleep", description="flaky")
     assert task_status(live_server.url, task_id)["attempt"] == 1
 
     start_worker("--with-scheduler", burst=False)
@@ -88,7 +86,7 @@ def test_transient_failure_is_retried_then_finishes(live_server, real_redis, sta
 
 def test_failure_beyond_the_policy_ends_failed(live_server, real_redis, start_worker, settings):
     settings.TASK_POLICIES = {"sleep": {"timeout": 30, "max_retries": 1, "retry_intervals": [0]}}
-    task_id = services.enqueue_call("tests.support.jobs.flaky", ("test:hopeless", 5), kind="sleep", description="x")
+    task_id = jobs.enqueue_call("tests.support.jobs.flaky", ("test:hopeless", 5), kind="sleep", description="x")
     start_worker(burst=False)
     final = status_becomes(live_server.url, task_id, "failed")
     assert final["error"] == "ConnectionError: transient failure 2 of 5"

@@ -7,7 +7,7 @@ import pytest
 from redis import Redis
 
 from taskqueue_site.settings import redis_url_with_timeouts
-from tasks_app import services
+from tasks_app import connections
 from tests.support.http import create_task, task_status
 from tests.support.processes import child_env, free_port, manage_py, stop, wait_until
 
@@ -51,7 +51,8 @@ def test_password_and_tls_work_for_the_web_and_the_worker(tls_redis, live_server
     settings.REDIS_URL = tls_redis
     queue_url = redis_url_with_timeouts(tls_redis, 0.5, 1.0)
     settings.RQ_QUEUES = {name: {**config, "URL": queue_url} for name, config in settings.RQ_QUEUES.items()}
-    monkeypatch.setattr(services, "_connections", {})
+    monkeypatch.setattr(connections, "_connections", {})
+    monkeypatch.setattr(connections, "_queues", {})
 
     task_id = create_task(live_server.url, 0)
     worker = manage_py(
@@ -69,7 +70,8 @@ def test_a_wrong_password_is_a_503_not_a_crash(tls_redis, live_server, settings,
     settings.RQ_QUEUES = {
         name: {**config, "URL": redis_url_with_timeouts(wrong, 0.5, 1.0)} for name, config in settings.RQ_QUEUES.items()
     }
-    monkeypatch.setattr(services, "_connections", {})
+    monkeypatch.setattr(connections, "_connections", {})
+    monkeypatch.setattr(connections, "_queues", {})
     from tests.support.http import request
 
     reply = request(f"{live_server.url}/tasks", "POST", {"type": 1})

@@ -20,8 +20,8 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from taskqueue_site.settings import sentinel_connection
+from tasks_app.connections import build_subscription_connection
 from tasks_app.redis_sentinel import FailoverFollowingConnection
-from tasks_app.services import build_subscription_connection
 from tests.support.http import read_events, request
 from tests.support.processes import PROJECT_ROOT, child_env, manage_py, stop, wait_until
 from tests.support.sentinel import MASTER_NAME, sentinel_deployment

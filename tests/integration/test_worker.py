@@ -1,10 +1,13 @@
 """Jobs enqueued over HTTP and run by a real `manage.py rqworker` against a real redis-server."""
 
+import signal
+import time
 import zlib
 
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from tasks_app import health
 from tests.support.http import create_task, task_status
 from tests.support.processes import wait_until
 
@@ -78,3 +81,12 @@ def test_workers_honour_queue_order(real_redis, start_worker, tmp_path):
         job.refresh()
         assert job.get_status() == "finished"
     assert jobs["high"].started_at < jobs["default"].started_at < jobs["low"].started_at
+
+
+def test_an_idle_worker_stops_within_five_seconds_of_sigterm(real_redis, start_worker):
+    worker = start_worker("--with-scheduler", burst=False)
+    wait_until(lambda: health.live_workers(), 20, "the worker to register")
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5  # every deploy and `docker compose down` waits for it

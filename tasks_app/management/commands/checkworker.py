@@ -10,7 +10,7 @@ import socket
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tasks_app import services
+from tasks_app import connections, health
 
 
 class Command(BaseCommand):
@@ -19,8 +19,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         hostname = socket.gethostname()
         try:
-            workers = services.live_workers(hostname=hostname)
-        except services.QueueUnavailable as exc:
+            workers = health.live_workers(hostname=hostname)
+        except connections.QueueUnavailable as exc:
             raise CommandError(f"Redis cannot be reached: {exc}") from None
         running = [worker for worker in workers if process_is_running(worker.pid)]
         if not running:

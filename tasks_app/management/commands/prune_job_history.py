@@ -1,7 +1,9 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from tasks_app.history import prune_history
+from tasks_app.history import prune_history, sync_stale_rows
 
 
 class Command(BaseCommand):
@@ -18,5 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["days"] < 0:
             raise CommandError("--days must not be negative")
+        # Rows of jobs gone from Redis without a word (lost data, an emptied queue) end first, so they can go.
+        sync_stale_rows(timedelta(seconds=settings.TASK_ABANDONED_AFTER_SECONDS))
         deleted = prune_history(options["days"])
         self.stdout.write(f"Deleted {deleted} job history rows older than {options['days']} days.")

@@ -1,0 +1,292 @@
+"""Enqueue jobs under their policies, admit new work, and cancel, stop, requeue or delete jobs.
+
+Views call these functions and turn their exceptions into HTTP answers; everything goes through
+RQ's Queue, Job and registries.
+"""
+
+import logging
+import math
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from rq import Callback, Retry
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation
+from rq.job import JobStatus
+from rq.registry import CanceledJobRegistry
+from rq.serializers import JSONSerializer
+
+from taskqueue_site.settings import parse_rate
+from tasks_app import emails, tasks, thumbnails
+from tasks_app.connections import DEFAULT_QUEUE, get_connection, get_queue, redis_outage_as_unavailable
+from tasks_app.history import NEW_JOBS_KEY
+from tasks_app.signals import send_status_changed
+from tasks_app.status import REQUEUABLE_STATUSES, TERMINAL_STATUSES, describe, fetch_job
+
+logger = logging.getLogger(__name__)
+
+TASK_TYPES = (0, 1, 2, 3)
+MAX_DELAY_SECONDS = 7 * 24 * 3600
+# RQ calls these as each run of a job ends (tasks_app/callbacks.py); the job's start is reported by the task.
+CALLBACKS = {
+    "on_success": Callback("tasks_app.callbacks.on_success"),
+    "on_failure": Callback("tasks_app.callbacks.on_failure"),
+    "on_stopped": Callback("tasks_app.callbacks.on_stopped"),
+}
+
+
+class RateLimited(Exception):
+    """The client sent more new tasks than TASKS_RATE_LIMIT allows."""
+
+    def __init__(self, retry_after: int, limit: str):
+        super().__init__(f"Too many new tasks: the limit is {limit} per client. Retry in {retry_after} s.")
+        self.retry_after = retry_after
+
+
+class QueueFull(Exception):
+    """The queue is deeper than TASKS_MAX_QUEUE_DEPTH: new work would only bury the workers."""
+
+    def __init__(self, queue_name: str, depth: int):
+        super().__init__(f"The {queue_name} queue already holds {depth} waiting tasks; try again later.")
+
+
+class TaskStateConflict(Exception):
+    """The job's status does not allow the operation (HTTP 409)."""
+
+    def __init__(self, message: str, status: str):
+        super().__init__(message)
+        self.status = status
+
+
+class TaskAlreadyEnded(TaskStateConflict):
+    """The job has finished, failed, stopped or been canceled: there is nothing to cancel."""
+
+    def __init__(self, task_id: str, status: str):
+        super().__init__(f"Task {task_id} has already ended ({status}).", status)
+
+
+def task_policy(kind: str) -> dict[str, Any]:
+    """The timeout and retry policy of a kind of task (settings.TASK_POLICIES)."""
+    return settings.TASK_POLICIES[kind]
+
+
+def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
+    """Refuse new work from a client over its rate, or into a queue at its depth limit.
+
+    A fixed window per client, counted in Redis so that every web process shares it.
+    """
+    rate = parse_rate(settings.TASKS_RATE_LIMIT)
+    connection = get_connection(queue_name)
+    with redis_outage_as_unavailable():
+        if rate is not None:
+            allowed, window = rate
+            now = time.time()
+            key = f"taskqueue:rate:{client}:{int(now // window)}"
+            with connection.pipeline() as pipeline:
+                used, _ = pipeline.incr(key).expire(key, window + 1).execute()
+            if used > allowed:
+                raise RateLimited(retry_after=max(1, math.ceil(window - now % window)), limit=settings.TASKS_RATE_LIMIT)
+        depth_limit = settings.TASKS_MAX_QUEUE_DEPTH
+        if depth_limit:
+            queue = get_queue(queue_name)
+            # Delayed jobs count too: they all land on the queue when they fall due.
+            depth = queue.count + queue.scheduled_job_registry.get_job_count(cleanup=False)
+            if depth >= depth_limit:
+                raise QueueFull(queue_name, depth)
+
+
+def enqueue_task(task_type: int, **options: Any) -> str:
+    """Put a sleep task on a queue, now or after `delay` seconds, and return its job id.
+
+    `options` are enqueue_call's: queue_name, delay, submitter.
+    """
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"unknown task type {task_type!r}")
+    description = f"Sleep task, type {task_type}"
+    meta = {"task_type": task_type}
+    return enqueue_call(tasks.sleep_task, (task_type,), kind="sleep", description=description, meta=meta, **options)
+
+
+def enqueue_call(
+    func: Any,
+    args: tuple,
+    *,
+    kind: str,
+    description: str,
+    meta: dict[str, Any] | None = None,
+    queue_name: str = DEFAULT_QUEUE,
+    delay: int = 0,
+    submitter: dict[str, Any] | None = None,
+) -> str:
+    """Enqueue any job under the timeout and retry policy of its kind; return its id."""
+    if queue_name not in settings.TASK_QUEUES:
+        raise ValueError(f"unknown queue {queue_name!r}")
+    if not 0 <= delay <= MAX_DELAY_SECONDS:
+        raise ValueError(f"delay must be between 0 and {MAX_DELAY_SECONDS} seconds")
+    policy = task_policy(kind)
+    retry = Retry(max=policy["max_retries"], interval=policy["retry_intervals"]) if policy["max_retries"] else None
+    queue = get_queue(queue_name)
+    options = {
+        "description": description,
+        "meta": {
+            "progress": 0,
+            "kind": kind,
+            "max_attempts": policy["max_retries"] + 1,
+            "submitted_by": submitter or {},
+            **(meta or {}),
+        },
+        "job_timeout": policy["timeout"],
+        "retry": retry,
+        "result_ttl": settings.TASK_RESULT_TTL,
+        "failure_ttl": settings.TASK_RESULT_TTL,
+        **CALLBACKS,
+    }
+    # One round trip: the job, its place in the queue and its id for the history (history.record_new_jobs).
+    with redis_outage_as_unavailable(), queue.connection.pipeline() as pipeline:
+        if delay:
+            job = queue.enqueue_in(timedelta(seconds=delay), func, *args, pipeline=pipeline, **options)
+        else:
+            job = queue.enqueue(func, *args, pipeline=pipeline, **options)
+        pipeline.rpush(NEW_JOBS_KEY, job.id)
+        pipeline.execute()
+    logger.info("enqueued job_id=%s kind=%s queue=%s delay=%s", job.id, kind, queue_name, delay)
+    return job.id
+
+
+def enqueue_thumbnails(image: thumbnails.CheckedImage, **options: Any) -> str:
+    """Store a checked image and enqueue the job that makes its thumbnails (options as for enqueue_call)."""
+    stored_name = thumbnails.store_upload(image)
+    try:
+        return enqueue_call(
+            tasks.make_thumbnails,
+            (stored_name,),
+            kind="thumbnail",
+            description=f"Thumbnails of {stored_name}",
+            meta={"upload": stored_name},
+            **options,
+        )
+    except BaseException:
+        thumbnails.discard(stored_name)  # no job will ever use (or clean up) the stored file
+        raise
+
+
+def enqueue_confirmation_email(address: str, **options: Any) -> str:
+    """Enqueue the job that sends an address its confirmation link (options as for enqueue_call)."""
+    description = f"Confirmation email to {address}"
+    return enqueue_call(
+        tasks.send_confirmation_email, (address,), kind="confirmation_email", description=description, **options
+    )
+
+
+def confirm_email(token: str) -> tuple[str, str]:
+    """Record the confirmation that a link carries; return the address and when it was confirmed.
+
+    Raises emails.InvalidConfirmation or emails.ConfirmationExpired for links that cannot be used.
+    """
+    address = emails.read_token(token)
+    with redis_outage_as_unavailable():
+        return address, emails.record_confirmation(get_connection(), address)
+
+
+def read_confirmation(token: str) -> tuple[str, str | None]:
+    """The address a confirmation link is for, and when it was confirmed (None if not yet); records nothing."""
+    address = emails.read_token(token)
+    return address, email_confirmed_at(address)
+
+
+def email_confirmed_at(address: str) -> str | None:
+    """When an address was confirmed through its link, or None."""
+    with redis_outage_as_unavailable():
+        return emails.confirmed_at(get_connection(), address)
+
+
+def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
+    """Cancel a waiting job, or stop a running one; return the status it ends with.
+
+    A queued, scheduled or deferred job becomes `canceled` at once. A started job is sent RQ's
+    stop command: its worker kills the job and marks it `stopped`, which the caller sees shortly
+    after. A job that has already ended raises TaskAlreadyEnded; `cancel` or `stop` false refuses
+    that operation with TaskStateConflict.
+    """
+    job = fetch_job(task_id)
+    try:
+        with redis_outage_as_unavailable():
+            status = job.get_status(refresh=False).value
+            if status == JobStatus.STARTED and not stop:
+                raise TaskStateConflict(f"Task {task_id} is running; stop it instead of canceling it.", status)
+            if status != JobStatus.STARTED and not cancel:
+                raise TaskStateConflict(f"Task {task_id} is {status}, not running; there is nothing to stop.", status)
+            if status in TERMINAL_STATUSES:
+                raise TaskAlreadyEnded(task_id, status)
+            if status == JobStatus.STARTED:
+                send_stop_job_command(job.connection, job.id, serializer=JSONSerializer)
+                logger.info("stop requested job_id=%s", job.id)
+                return JobStatus.STOPPED.value
+            # Taken off its queue first, in one step: if a worker popped it since the status was
+            # read, it is starting, and canceling it would answer "canceled" for a job that runs.
+            if status == JobStatus.QUEUED and not get_queue(job.origin).remove(job):
+                raise TaskStateConflict(f"Task {task_id} has just started; stop it instead.", JobStatus.STARTED.value)
+            job.cancel()  # also takes a scheduled job out of its registry
+    except InvalidJobOperation:
+        raise TaskAlreadyEnded(task_id, JobStatus.CANCELED.value) from None
+    logger.info("canceled job_id=%s", job.id)
+    send_status_changed(job, describe(job, JobStatus.CANCELED))
+    return JobStatus.CANCELED.value
+
+
+def cancel_waiting_task(task_id: str) -> str:
+    """Cancel a queued, scheduled or deferred job; a running one raises TaskStateConflict (stop it)."""
+    return cancel_task(task_id, stop=False)
+
+
+def stop_running_task(task_id: str) -> str:
+    """Ask the worker to stop a running job; any other job raises TaskStateConflict."""
+    return cancel_task(task_id, cancel=False)
+
+
+def requeue_task(task_id: str) -> str:
+    """Put a failed, stopped or canceled job back on its queue; return its new status."""
+    job = fetch_job(task_id)
+    try:
+        with redis_outage_as_unavailable():
+            status = job.get_status(refresh=False).value
+            if status not in REQUEUABLE_STATUSES:
+                message = f"Task {task_id} is {status}; only failed, stopped or canceled tasks can be requeued."
+                raise TaskStateConflict(message, status)
+            if (upload := thumbnails.upload_of(job)) and not thumbnails.upload_exists(upload):
+                # Its image went with it when it ended (thumbnails.discard_files_of_unfinished_job).
+                message = (
+                    f"Task {task_id} cannot run again: its image was deleted when it ended {status}. Upload it again."
+                )
+                raise TaskStateConflict(message, status)
+            job.meta["progress"] = 0
+            job.save_meta()
+            if status == JobStatus.CANCELED:
+                registry = CanceledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)
+            else:
+                registry = job.failed_job_registry
+            registry.requeue(job)
+    except InvalidJobOperation:
+        raise TaskStateConflict(f"Task {task_id} is no longer in the {status} registry.", status) from None
+    logger.info("requeued job_id=%s", job.id)
+    send_status_changed(job, describe(job, JobStatus.QUEUED))
+    return JobStatus.QUEUED.value
+
+
+def delete_task(task_id: str) -> str:
+    """Remove a job that is not running from Redis (queue, registries, data); return its last status.
+
+    A running job raises TaskStateConflict: stop it first. A job already gone raises TaskNotFound.
+    """
+    job = fetch_job(task_id)
+    with redis_outage_as_unavailable():
+        status = job.get_status(refresh=False).value
+        if status == JobStatus.STARTED:
+            raise TaskStateConflict(f"Task {task_id} is running; stop it before deleting it.", status)
+        job.delete()
+    if upload := thumbnails.upload_of(job):  # a deleted job's files have no one left to use or clean them
+        thumbnails.discard(upload)
+    logger.info("deleted job_id=%s (was %s)", task_id, status)
+    return status

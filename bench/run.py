@@ -48,34 +48,27 @@ SETUPS = {
         *("--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(WORKERS)),
         *("--bind", f"127.0.0.1:{port}", "--log-level", "warning", "taskqueue_site.asgi:application"),
     ],
-    "granian": lambda port: [
-        str(VENV_BIN / "granian"),
-        *("--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)),
-        *("--no-ws", "--log-level", "warning", "taskqueue_site.asgi:application"),
-    ],
 }
 PEER = [str(VENV_BIN / "gunicorn"), "--workers", str(WORKERS), "--log-level", "warning", "bench.peer:app"]
 # Why the first setup is the production server; the figures below are what it rests on.
 CHOICE = (
-    "uvicorn's own `--workers` is the production server. The three setups serve the site at rates within "
-    "this machine's run-to-run noise of each other (the tables above): the time goes to Django, not to the "
-    "server. uvicorn is then the least to run and to know: no second package, one command line with the "
-    "options the site needs (`--proxy-headers`, `--no-server-header`, `--log-config`), a supervisor that "
-    "replaces a dead worker and restarts all on SIGHUP, and `--reload` for `make run`. gunicorn with "
-    "uvicorn-worker adds a supervisor with hung-worker timeouts, but needs a subclass of the worker to drop "
-    "the Server header; granian is fast but has its own logging and reload options to learn."
+    "`uvicorn --workers` is the production server. Both setups run the same application "
+    "(taskqueue_site/asgi.py: the two event-stream routes on Django's ASGI handler, everything else on "
+    "Django's WSGI handler through a2wsgi) at rates within this machine's run-to-run noise of each other. "
+    "uvicorn is then the least to run and to know: no second package, one command line with the options "
+    "the site needs (`--proxy-headers`, `--no-server-header`, `--log-config`), and `--reload` for "
+    "`make run`. granian was tried too: its ASGI `receive` is not a coroutine, which a2wsgi needs."
 )
 
 # Why the speed targets are out of reach of stock parts (shown when a target is missed).
 MISSED = (
-    "Where the time goes: Django's stock ASGI handler runs every middleware built on MiddlewareMixin "
-    "(all of Django's own: security, sessions, common, CSRF, auth, messages, clickjacking) and the "
-    "request_started/request_finished receivers through sync_to_async, a thread hop each, on a thread "
-    "made for the request; the peer has no middleware at all. ServeStatic and the async views remove "
-    "the hops that were ours to remove. Closing the rest needs hand-written code in place of library "
-    "code (the ASGI-to-WSGI bridge this project deleted, or async copies of Django's middleware), so "
-    "the targets are recorded as missed, not chased. The machine's noise (other work on its 2 cores) "
-    "shows in the peer's own spread from run to run."
+    "Why the targets are missed: the `bare` column is the least a Django JSON view costs through the same "
+    "server, middleware and a2wsgi, with no Redis call. GET /tasks/<id> adds one read of the job through "
+    "RQ's `Job.fetch` (Redis round trip, RQ restoring the job) and POST /tasks adds Django's form "
+    "validation, the queue-depth check and RQ's enqueue. The peer pays for RQ too but not for Django's "
+    "request cycle. Going past this needs hand-written replacements of library code (the project's "
+    "former ASGI-to-WSGI bridge and reader of RQ's storage format, both deleted by design), so the "
+    "targets are recorded as missed, not chased."
 )
 
 
@@ -131,7 +124,7 @@ def paired_runs(peer_url: str, site_url: str, seconds: int, repeats: int) -> lis
             "POST": {"peer": f"{peer_url}/tasks", "site": f"{site_url}/tasks"},
             "GET": {"peer": peer_get, "site": site_get},
         }
-        run = {}
+        run = {"site bare": wrk(f"{site_url}/bench/bare", seconds)}
         for method, urls in targets.items():
             for who in order:
                 run[f"{who} {method}"] = wrk(urls[who], seconds, BENCH_DIR / "post.lua" if method == "POST" else None)
@@ -145,7 +138,7 @@ def machine() -> str:
     redis_version = re.search(r"v=(\S+)", redis_version).group(1)
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
     packages = ", ".join(
-        f"{name} {version(name)}" for name in ("Django", "rq", "redis", "gunicorn", "uvicorn", "granian", "Flask")
+        f"{name} {version(name)}" for name in ("Django", "rq", "redis", "a2wsgi", "gunicorn", "uvicorn", "Flask")
     )
     return (
         f"{os.cpu_count()} cores (nproc), {cpu.group(1) if cpu else 'unknown CPU'}, Linux {platform.release()}, "
@@ -168,15 +161,17 @@ def render(results: dict[str, list[dict[str, Run]]], args: argparse.Namespace) -
         f"wrk with {CLIENTS} clients over loopback, one redis-server for both. The peer (bench/peer.py, the "
         "tutorial's two views for RQ 2, one pooled Redis client) runs under gunicorn with 2 sync workers; the "
         "site under each server setup with 2 workers, DEBUG off, TASKS_RATE_LIMIT=off. POST sends `type=0` "
-        "form data; GET polls one queued task. Each row is one pair of runs taken back to back.",
+        "form data; GET polls one queued task; `bare` is GET of a Django view that only answers JSON, on the site's "
+        "server. Each row is one set of runs taken back to back.",
         "",
     ]
     for setup, runs in results.items():
         lines += [
             f"## {setup}",
             "",
-            "| run | POST peer | POST site | ratio | GET peer | GET site | ratio | site p99 ms POST / GET | non-2xx |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| run | POST peer | POST site | ratio | GET peer | GET site | ratio | bare | site p99 ms POST / GET "
+            "| non-2xx |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for number, run in enumerate(runs, 1):
             bad = sum(result.non_2xx for result in run.values())
@@ -184,6 +179,7 @@ def render(results: dict[str, list[dict[str, Run]]], args: argparse.Namespace) -
                 f"| {number} | {run['peer POST'].rps:,.0f} | {run['site POST'].rps:,.0f} | "
                 f"{run['site POST'].rps / run['peer POST'].rps:.2f}x | {run['peer GET'].rps:,.0f} | "
                 f"{run['site GET'].rps:,.0f} | {run['site GET'].rps / run['peer GET'].rps:.2f}x | "
+                f"{run['site bare'].rps:,.0f} | "
                 f"{run['site POST'].p99_ms:.1f} / {run['site GET'].p99_ms:.1f} | {bad} |"
             )
         lines += [
@@ -227,7 +223,9 @@ def main() -> None:
         port = free_port()
         peer, peer_url = start([*PEER, "--bind", f"127.0.0.1:{port}"], port, peer_env, Path(scratch) / "peer.log")
         settings = {"TASKS_RATE_LIMIT": "off", "TASKS_MAX_QUEUE_DEPTH": "0", "DJANGO_LOG_LEVEL": "WARNING"}
+        # bench.settings: the site's settings and routes plus /bench/bare (the `bare` column).
         site_env = child_env(REDIS_URL=redis_url, DJANGO_SECURE_SSL_REDIRECT="false", **settings)
+        site_env["DJANGO_SETTINGS_MODULE"] = "bench.settings"
         site_env = production_env(site_env, Path(scratch))
         try:
             for setup in args.setups:

@@ -148,16 +148,9 @@ def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
 # The original app's clients (curl -F, jQuery's $.ajax) post without a CSRF token, and the API
 # acts for nobody in particular (no session, no user), so a forged request gains nothing.
 @csrf_exempt
-async def create_task(request: HttpRequest) -> HttpResponse:
+@json_methods(["POST"])
+def create_task(request: HttpRequest) -> HttpResponse:
     """Enqueue a task from form data or JSON; answer 202 with its id and status URL."""
-    if request.method != "POST":
-        return method_not_allowed(request, "POST")
-    user = await request.auser()
-    # One hop to a thread for the parsing, the image check and the Redis calls: none of them blocks the loop.
-    return await sync_to_async(create_task_response, thread_sensitive=False)(request, user)
-
-
-def create_task_response(request: HttpRequest, user) -> HttpResponse:
     try:
         submission = read_submission(request)
     except UploadTooLarge as exc:
@@ -172,7 +165,7 @@ def create_task_response(request: HttpRequest, user) -> HttpResponse:
             message = errors["image"][0]
         return json_error(message, form.error_status, errors=errors)
     try:
-        task_id = enqueue_from_form(request, form, user)
+        task_id = enqueue_from_form(request, form, request.user)
     except jobs.RateLimited as exc:
         return json_error(str(exc), 429, headers={"Retry-After": str(exc.retry_after)})
     except jobs.QueueFull as exc:
@@ -186,12 +179,11 @@ def create_task_response(request: HttpRequest, user) -> HttpResponse:
 
 
 @never_cache
-async def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
+@json_methods(["GET", "HEAD"])
+def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
     """Report a job's status, progress, times, result and error."""
-    if request.method not in ("GET", "HEAD"):
-        return method_not_allowed(request, "GET, HEAD")
     try:
-        task = await sync_to_async(status.get_task_status, thread_sensitive=False)(task_id)
+        task = status.get_task_status(task_id)
     except status.TaskNotFound:
         return json_error(f"No task with id {task_id!r}: it does not exist or has expired.", 404)
     except connections.QueueUnavailable:

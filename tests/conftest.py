@@ -16,6 +16,32 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+# Fixtures that start a server or a browser: tests using them belong to the slower layers.
+SERVER_FIXTURES = {"redis_port", "real_redis", "start_worker", "live_server", "live_server_url"}
+BROWSER_FIXTURES = {"browser", "page"}
+# The history, admin and multi-worker tests, which `make test` runs on PostgreSQL too.
+DATABASE_TEST_FILES = {
+    "test_history.py",
+    "test_admin_monitoring.py",
+    "test_admin_permissions.py",
+    "test_worker_pool.py",
+    "test_admin.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its layer: `-m "not integration and not browser"` needs no server at all."""
+    for item in items:
+        fixtures = set(item.fixturenames)
+        layer = item.path.relative_to(config.rootpath / "tests").parts[0]
+        if layer == "browser" or fixtures & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if layer in {"integration", "browser", "compose"} or fixtures & (SERVER_FIXTURES | BROWSER_FIXTURES):
+            item.add_marker(pytest.mark.integration)
+        if item.path.name in DATABASE_TEST_FILES:
+            item.add_marker(pytest.mark.database)
+
+
 @pytest.fixture(autouse=True)
 def no_rate_limit(settings):
     """Tests send many tasks from one address; the rate limit has tests of its own."""

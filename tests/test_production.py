@@ -22,6 +22,9 @@ from tests.support.images import noisy_png, png
 from tests.support.processes import PROJECT_ROOT, child_env, redis_server, wait_until
 from tests.support.webserver import production_env, uvicorn_server
 
+# Runs the production server and a redis-server.
+pytestmark = pytest.mark.integration
+
 HTTPS = {"X-Forwarded-Proto": "https"}  # what the TLS proxy in front adds
 
 

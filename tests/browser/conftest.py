@@ -7,8 +7,6 @@ from playwright.sync_api import sync_playwright
 
 from tests.support.webserver import in_process_asgi_server
 
-pytestmark = pytest.mark.browser
-
 CHROMIUM = "/usr/bin/chromium"
 # Flags for a closed network and a root user: no sandbox, no background calls home.
 CHROMIUM_ARGS = [

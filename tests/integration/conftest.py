@@ -9,8 +9,6 @@ from taskqueue_site.settings import redis_url_with_timeouts
 from tasks_app import connections
 from tests.support.processes import child_env, manage_py, redis_server, stop
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="session")
 def redis_port(tmp_path_factory):

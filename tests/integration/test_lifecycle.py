@@ -116,7 +116,9 @@ def test_a_delayed_task_is_scheduled_then_runs_on_time(live_server, start_worker
     final = status_becomes(live_server.url, task_id, "finished", timeout=15)
     lateness = (parse(final["started_at"]) - due).total_seconds()
     print(f"\ndelayed task started {lateness * 1000:.0f} ms after its due time")
-    assert -0.01 <= lateness < 1.0, f"started {lateness:.3f}s after its due time"
+    # RQ's scheduler stores due times in whole seconds and looks once a second (then sleeps a
+    # full second after its own pass): a due job waits up to that second and the pass's moment.
+    assert -0.01 <= lateness < 1.1, f"started {lateness:.3f}s after its due time"
 
 
 def test_high_priority_work_runs_before_low(live_server, start_worker):

@@ -1,6 +1,7 @@
 # The two promised commands: `make run` (the whole system) and `make test` (the whole suite).
 # Both work on a fresh Debian 12 machine with only Python 3.11: they create .venv, install the
-# pinned requirements and the Debian packages they need (redis-server; chromium for tests).
+# pinned requirements and the Debian packages they need (redis-server; chromium and postgresql
+# for tests).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -33,6 +34,8 @@ test: $(VENV)/.dev check-system-test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+	# The history, admin and multi-worker tests again, on a private PostgreSQL cluster.
+	$(PY) -m pytest --postgres -m database $(PYTEST_ARGS)
 
 # The compose stack for real, with podman and podman-compose (docs/deployment.md); not part of `make test`.
 test-compose: $(VENV)/.dev
@@ -82,6 +85,7 @@ check-system-test:
 	command -v redis-sentinel >/dev/null || missing="$$missing redis-sentinel"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-liberation"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(APT_INSTALL) $$missing; \

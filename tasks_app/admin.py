@@ -8,7 +8,6 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import wraps
 
 from django.contrib import admin, messages
@@ -92,7 +91,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         ("Job", {"fields": ("job_id", "status_display", "queue", "task", "kind", "description", "attempts")}),
         ("Times", {"fields": ("submitted_at", "enqueued", "started", "ended", "duration_display")}),
         ("Outcome", {"fields": ("result", "error", "traceback_display")}),
-        ("Who and where", {"fields": ("submitter_display", "submitted_by", "worker", "links")}),
+        ("Who and where", {"fields": ("submitter_display", "submitted_by", "worker_name", "links")}),
     )
     readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
 
@@ -181,10 +180,6 @@ class JobRecordAdmin(admin.ModelAdmin):
     @admin.display(description="worker", ordering="worker_name")
     def worker_short(self, obj: JobRecord) -> str:
         return format_html('<span title="{}">{}</span>', obj.worker_name, obj.worker_name[:8])
-
-    @admin.display(description="worker")
-    def worker(self, obj: JobRecord) -> str:
-        return obj.worker_name
 
     @admin.display(description="duration", ordering="duration")
     def duration_display(self, obj: JobRecord) -> str:
@@ -341,65 +336,48 @@ def is_ip_address(text: str) -> bool:
 # --- django-rq's dashboard, with a permission on every action --------------------------------------
 
 
-@dataclass(frozen=True)
-class Guard:
-    """What one of django-rq's views needs, and which jobs its POST changes (to update the history)."""
-
-    permissions: Callable[[HttpRequest], tuple[str, ...]]
-    changes: Callable[[HttpRequest, dict], list[str]] = lambda request, kwargs: []
-
-
-def needs(*names: str) -> Callable[[HttpRequest], tuple[str, ...]]:
-    return lambda request: names
-
-
-def bulk_action_permission(request: HttpRequest) -> tuple[str, ...]:
-    """The bulk form posts its action by name; showing the confirmation needs the same right as doing it."""
-    action = request.POST.get("action", "") if request.method == "POST" else ""
-    return (BULK_ACTIONS[action],) if action in BULK_ACTIONS else permissions.OPERATOR_PERMISSIONS
+def failed_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
+    return FailedJobRegistry(queue=get_queue_by_index(kwargs["queue_index"])).get_job_ids(cleanup=False)
 
 
 def the_job(request: HttpRequest, kwargs: dict) -> list[str]:
     return [kwargs["job_id"]]
 
 
-def selected_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
-    return request.POST.getlist("job_ids")
-
-
-def queued_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
-    return get_queue_by_index(kwargs["queue_index"]).get_job_ids()
-
-
-def failed_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
-    return FailedJobRegistry(queue=get_queue_by_index(kwargs["queue_index"])).get_job_ids(cleanup=False)
-
-
 BULK_ACTIONS = {"delete": permissions.DELETE, "requeue": permissions.REQUEUE, "stop": permissions.STOP}
+BULK_PAGES = {"confirm_action", "actions"}  # they post the action's name; it says what they need
 
-# django-rq's pages by URL name (without its "django_rq_" prefix). permissions.READ_ONLY_PAGES only
-# read and need the dashboard permission; these change jobs or queues on POST, and their GET (the
-# confirmation) needs the same right.
-GUARDS = {
-    "delete_job": Guard(needs(permissions.DELETE), the_job),
-    "requeue_job": Guard(needs(permissions.REQUEUE), the_job),
-    "enqueue_job": Guard(needs(permissions.REQUEUE), the_job),
-    "stop_job": Guard(needs(permissions.STOP), the_job),
-    "clear": Guard(needs(permissions.EMPTY_QUEUE), queued_jobs),
-    "requeue_all": Guard(needs(permissions.REQUEUE), failed_jobs),
-    "delete_failed_jobs": Guard(needs(permissions.DELETE), failed_jobs),
-    "confirm_action": Guard(bulk_action_permission),
-    "actions": Guard(bulk_action_permission, selected_jobs),
+# django-rq's pages that change jobs or queues on POST, by URL name (without its "django_rq_" prefix):
+# the permission they need (their GET, the confirmation, too) and the jobs they change.
+GUARDED_PAGES: dict[str, tuple[str | None, Callable[[HttpRequest, dict], list[str]]]] = {
+    "delete_job": (permissions.DELETE, the_job),
+    "requeue_job": (permissions.REQUEUE, the_job),
+    "enqueue_job": (permissions.REQUEUE, the_job),
+    "stop_job": (permissions.STOP, the_job),
+    "clear": (permissions.EMPTY_QUEUE, lambda request, kwargs: get_queue_by_index(kwargs["queue_index"]).get_job_ids()),
+    "requeue_all": (permissions.REQUEUE, failed_jobs),
+    "delete_failed_jobs": (permissions.DELETE, failed_jobs),
+    "confirm_action": (None, lambda request, kwargs: []),
+    "actions": (None, lambda request, kwargs: request.POST.getlist("job_ids")),
 }
-READ_ONLY = Guard(needs())
-# Fails closed: a page neither list knows (one a later django-rq adds) is for operators only.
-UNKNOWN = Guard(needs(*permissions.OPERATOR_PERMISSIONS))
 
 
-def guard_of(request: HttpRequest) -> Guard:
+def page_name(request: HttpRequest) -> str:
     match = request.resolver_match
-    name = match.url_name.removeprefix("django_rq_") if match and match.url_name else ""
-    return GUARDS.get(name) or (READ_ONLY if name in permissions.READ_ONLY_PAGES else UNKNOWN)
+    return match.url_name.removeprefix("django_rq_") if match and match.url_name else ""
+
+
+def permissions_needed(request: HttpRequest) -> tuple[str, ...]:
+    """What a django-rq page needs beyond the dashboard permission."""
+    name = page_name(request)
+    if name in permissions.READ_ONLY_PAGES:
+        return ()
+    if name in BULK_PAGES and request.POST.get("action") in BULK_ACTIONS:
+        return (BULK_ACTIONS[request.POST["action"]],)
+    if name in GUARDED_PAGES and name not in BULK_PAGES:
+        return (GUARDED_PAGES[name][0],)
+    # Fails closed: a page neither list knows (one a later django-rq adds) is for operators only.
+    return permissions.OPERATOR_PERMISSIONS
 
 
 class GuardedDashboardAdmin(QueueAdmin):
@@ -417,8 +395,7 @@ class GuardedDashboardAdmin(QueueAdmin):
 
     has_change_permission = has_view_permission
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self.has_view_permission(request)
+    has_module_permission = has_view_permission
 
     def get_urls(self):
         def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -446,11 +423,10 @@ class GuardedDashboardAdmin(QueueAdmin):
     def guarded(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            guard = guard_of(request)
-            for needed in (permissions.DASHBOARD, *guard.permissions(request)):
+            for needed in (permissions.DASHBOARD, *permissions_needed(request)):
                 if not request.user.has_perm(needed):
                     return admin_views.refuse(request, self.admin_site, needed)
-            changed = jobs_changed_by(guard, request, kwargs)
+            changed = jobs_changed_by(request, kwargs)
             if changed:
                 # Jobs enqueued a moment ago get their rows first, so that the change reaches them.
                 record_new_jobs(request)
@@ -482,12 +458,13 @@ def record_new_jobs(request: HttpRequest) -> None:
         logger.exception("could not record new jobs in the history")
 
 
-def jobs_changed_by(guard: Guard, request: HttpRequest, kwargs: dict) -> list[str]:
+def jobs_changed_by(request: HttpRequest, kwargs: dict) -> list[str]:
     """The jobs a POST is about to change, read before it runs (an emptied queue lists nothing after)."""
-    if request.method != "POST":
+    guarded = GUARDED_PAGES.get(page_name(request))
+    if request.method != "POST" or guarded is None:
         return []
     try:
-        return guard.changes(request, kwargs)
+        return guarded[1](request, kwargs)
     except (RedisError, IndexError):
         return []  # django-rq's view reports the problem itself
 

@@ -40,7 +40,7 @@ JOBS_PER_PAGE = 100
 def health_page(request: HttpRequest) -> HttpResponse:
     """Charts, and the numbers behind them: throughput, queue depth, workers."""
     snapshot = health.current_health()
-    throughput_chart = charts.stacked_columns(
+    throughput_chart = charts.stacked_bars(
         [
             (
                 timezone.localtime(minute.minute).strftime("%H:%M"),
@@ -48,16 +48,17 @@ def health_page(request: HttpRequest) -> HttpResponse:
             )
             for minute in snapshot.minutes
         ],
+        horizontal=False,
         label_every=THROUGHPUT_LABEL_EVERY,
     )
-    queue_chart = charts.stacked_rows(
-        [(queue.name, [(series, getattr(queue, series)) for series in QUEUE_SERIES]) for queue in snapshot.queues]
+    queue_chart = charts.stacked_bars(
+        [(queue.name, [(series, getattr(queue, series)) for series in QUEUE_SERIES]) for queue in snapshot.queues],
+        horizontal=True,
     )
     idle = snapshot.workers_alive - snapshot.workers_busy
     silent = len(snapshot.workers) - snapshot.workers_alive
-    workers_chart = charts.stacked_rows(
-        [("workers", [("busy", snapshot.workers_busy), ("idle", idle), ("silent", silent)])]
-    )
+    workers = [("workers", [("busy", snapshot.workers_busy), ("idle", idle), ("silent", silent)])]
+    workers_chart = charts.stacked_bars(workers, horizontal=True)
     context = {
         **admin.site.each_context(request),
         "title": "Queue health",

@@ -1,8 +1,5 @@
-"""The admin: job history with safe actions, the health page, and django-rq's dashboard behind permissions.
-
-Looking needs staff (and the view permission); every change to a job or a queue needs its own
-permission (permissions.py), here and on django-rq's pages, whose views are wrapped below.
-"""
+"""The admin: job history with safe actions, the health page, and django-rq's dashboard behind
+permissions (permissions.py): looking needs staff, every change to a job or a queue its own permission."""
 
 import contextlib
 import ipaddress
@@ -146,9 +143,10 @@ class JobRecordAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        addresses = [term for term in search_term.split() if is_ip_address(term)]
-        if addresses:
-            results |= queryset.filter(submitter_ip__in=addresses)
+        for term in search_term.split():
+            with contextlib.suppress(ValueError):  # not an IP address
+                ipaddress.ip_address(term)
+                results |= queryset.filter(submitter_ip=term)
         return results, may_have_duplicates
 
     # --- Columns and fields ---------------------------------------------------------------------
@@ -264,10 +262,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         done: str,
         log_change: bool = True,
     ) -> HttpResponse | None:
-        """Run a service on each selected job and say, row by row, what happened.
-
-        What was done is also written to the admin's log, so each job's History page says who did it.
-        """
+        """Run a service on each selected job, say row by row what happened, and log it on the job's History."""
         selected = queryset.count()
         if selected > MAX_ACTION_ROWS:
             # Each row is a round trip to Redis and a log entry: "select all" on a long history
@@ -282,6 +277,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         for record in queryset.only("pk", "job_id"):
             try:
                 operation(record.job_id)
+                rows.append((messages.SUCCESS, f"{record.job_id}: {done}."))
             except status.TaskNotFound:
                 rows.append(
                     (messages.WARNING, f"{record.job_id}: no longer in Redis (expired or deleted); nothing to do.")
@@ -289,17 +285,11 @@ class JobRecordAdmin(admin.ModelAdmin):
             except jobs.TaskStateConflict as exc:
                 rows.append((messages.WARNING, f"{record.job_id}: {exc}"))
             except connections.QueueUnavailable:
-                rows.append(
-                    (
-                        messages.ERROR,
-                        f"{record.job_id}: Redis cannot be reached; this and the remaining jobs were left alone.",
-                    )
-                )
+                error = "Redis cannot be reached; this and the remaining jobs were left alone."
+                rows.append((messages.ERROR, f"{record.job_id}: {error}"))
                 break
-            else:
-                rows.append((messages.SUCCESS, f"{record.job_id}: {done}."))
-                if log_change:
-                    self.log_change(request, record, f"{done.capitalize()} from the admin.")
+            if log_change and rows[-1][0] == messages.SUCCESS:
+                self.log_change(request, record, f"{done.capitalize()} from the admin.")
         # One message per row, capped so that a large selection does not bury the page.
         for level, text in rows[:MAX_ROW_MESSAGES]:
             messages.add_message(request, level, text)
@@ -323,14 +313,6 @@ def exact_time(moment) -> str:
         return "—"
     local = timezone.localtime(moment)
     return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d} {local:%Z}"
-
-
-def is_ip_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 # --- django-rq's dashboard, with a permission on every action --------------------------------------
@@ -381,14 +363,8 @@ def permissions_needed(request: HttpRequest) -> tuple[str, ...]:
 
 
 class GuardedDashboardAdmin(QueueAdmin):
-    """django-rq's dashboard for staff with `django_rq.admin` only, each destructive view checked for its own
-    permission, and a canceled-jobs page.
-
-    django-rq itself lets any staff account read every page (job arguments and tracebacks
-    included). Its JSON stats and Prometheus metrics take the RQ_API_TOKEN only in the
-    Authorization header (or a viewer's session): a token in the URL would end up in access
-    logs and browser history.
-    """
+    """django-rq's dashboard for staff with `django_rq.admin` only (django-rq lets any staff account read
+    job arguments and tracebacks), each view that changes something checked for its own permission."""
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         return request.user.has_perm(permissions.DASHBOARD)

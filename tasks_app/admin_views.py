@@ -1,9 +1,5 @@
-"""Admin pages beyond the model list: queue health (page and JSON), a queue's canceled jobs, refusals,
-and django-rq's JSON stats and Prometheus metrics behind a token or a viewer's session.
-
-admin.py routes the pages through the admin site, which has already checked that the user is
-active staff; each view here checks what else it needs.
-"""
+"""Admin pages beyond the model list: queue health, a queue's canceled jobs, refusals, and django-rq's
+JSON stats and Prometheus metrics behind a token or a viewer's session (admin.py checks staff first)."""
 
 from secrets import compare_digest
 
@@ -162,10 +158,8 @@ def token_in_url_refused(request: HttpRequest, token: str) -> HttpResponse:
 
 @never_cache
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
-    """django-rq's metrics (its RQCollector), on a registry of this request's own.
-
-    django-rq's own view narrows its one registry for good when a scrape asks for ?name[]=...
-    """
+    """django-rq's metrics on a registry of this request's own (django-rq's view narrows its one
+    registry for good when a scrape asks for ?name[]=...)."""
     if not api_access(request):
         return refused_without_token()
     registry = prometheus_client.CollectorRegistry(auto_describe=True)

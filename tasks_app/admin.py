@@ -1,14 +1,10 @@
-"""The admin: job history with safe actions, the health page, and django-rq's dashboard behind permissions.
-
-Looking needs staff (and the view permission); every change to a job or a queue needs its own
-permission (permissions.py), here and on django-rq's pages, whose views are wrapped below.
-"""
+"""The admin: job history with safe actions, the health page, and django-rq's dashboard behind
+permissions (permissions.py): looking needs staff, every change to a job or a queue its own permission."""
 
 import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import wraps
 
 from django.contrib import admin, messages
@@ -92,7 +88,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         ("Job", {"fields": ("job_id", "status_display", "queue", "task", "kind", "description", "attempts")}),
         ("Times", {"fields": ("submitted_at", "enqueued", "started", "ended", "duration_display")}),
         ("Outcome", {"fields": ("result", "error", "traceback_display")}),
-        ("Who and where", {"fields": ("submitter_display", "submitted_by", "worker", "links")}),
+        ("Who and where", {"fields": ("submitter_display", "submitted_by", "worker_name", "links")}),
     )
     readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
 
@@ -147,9 +143,10 @@ class JobRecordAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        addresses = [term for term in search_term.split() if is_ip_address(term)]
-        if addresses:
-            results |= queryset.filter(submitter_ip__in=addresses)
+        for term in search_term.split():
+            with contextlib.suppress(ValueError):  # not an IP address
+                ipaddress.ip_address(term)
+                results |= queryset.filter(submitter_ip=term)
         return results, may_have_duplicates
 
     # --- Columns and fields ---------------------------------------------------------------------
@@ -181,10 +178,6 @@ class JobRecordAdmin(admin.ModelAdmin):
     @admin.display(description="worker", ordering="worker_name")
     def worker_short(self, obj: JobRecord) -> str:
         return format_html('<span title="{}">{}</span>', obj.worker_name, obj.worker_name[:8])
-
-    @admin.display(description="worker")
-    def worker(self, obj: JobRecord) -> str:
-        return obj.worker_name
 
     @admin.display(description="duration", ordering="duration")
     def duration_display(self, obj: JobRecord) -> str:
@@ -269,10 +262,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         done: str,
         log_change: bool = True,
     ) -> HttpResponse | None:
-        """Run a service on each selected job and say, row by row, what happened.
-
-        What was done is also written to the admin's log, so each job's History page says who did it.
-        """
+        """Run a service on each selected job, say row by row what happened, and log it on the job's History."""
         selected = queryset.count()
         if selected > MAX_ACTION_ROWS:
             # Each row is a round trip to Redis and a log entry: "select all" on a long history
@@ -287,6 +277,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         for record in queryset.only("pk", "job_id"):
             try:
                 operation(record.job_id)
+                rows.append((messages.SUCCESS, f"{record.job_id}: {done}."))
             except status.TaskNotFound:
                 rows.append(
                     (messages.WARNING, f"{record.job_id}: no longer in Redis (expired or deleted); nothing to do.")
@@ -294,17 +285,11 @@ class JobRecordAdmin(admin.ModelAdmin):
             except jobs.TaskStateConflict as exc:
                 rows.append((messages.WARNING, f"{record.job_id}: {exc}"))
             except connections.QueueUnavailable:
-                rows.append(
-                    (
-                        messages.ERROR,
-                        f"{record.job_id}: Redis cannot be reached; this and the remaining jobs were left alone.",
-                    )
-                )
+                error = "Redis cannot be reached; this and the remaining jobs were left alone."
+                rows.append((messages.ERROR, f"{record.job_id}: {error}"))
                 break
-            else:
-                rows.append((messages.SUCCESS, f"{record.job_id}: {done}."))
-                if log_change:
-                    self.log_change(request, record, f"{done.capitalize()} from the admin.")
+            if log_change and rows[-1][0] == messages.SUCCESS:
+                self.log_change(request, record, f"{done.capitalize()} from the admin.")
         # One message per row, capped so that a large selection does not bury the page.
         for level, text in rows[:MAX_ROW_MESSAGES]:
             messages.add_message(request, level, text)
@@ -330,95 +315,63 @@ def exact_time(moment) -> str:
     return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d} {local:%Z}"
 
 
-def is_ip_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 # --- django-rq's dashboard, with a permission on every action --------------------------------------
-
-
-@dataclass(frozen=True)
-class Guard:
-    """What one of django-rq's views needs, and which jobs its POST changes (to update the history)."""
-
-    permissions: Callable[[HttpRequest], tuple[str, ...]]
-    changes: Callable[[HttpRequest, dict], list[str]] = lambda request, kwargs: []
-
-
-def needs(*names: str) -> Callable[[HttpRequest], tuple[str, ...]]:
-    return lambda request: names
-
-
-def bulk_action_permission(request: HttpRequest) -> tuple[str, ...]:
-    """The bulk form posts its action by name; showing the confirmation needs the same right as doing it."""
-    action = request.POST.get("action", "") if request.method == "POST" else ""
-    return (BULK_ACTIONS[action],) if action in BULK_ACTIONS else permissions.OPERATOR_PERMISSIONS
-
-
-def the_job(request: HttpRequest, kwargs: dict) -> list[str]:
-    return [kwargs["job_id"]]
-
-
-def selected_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
-    return request.POST.getlist("job_ids")
-
-
-def queued_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
-    return get_queue_by_index(kwargs["queue_index"]).get_job_ids()
 
 
 def failed_jobs(request: HttpRequest, kwargs: dict) -> list[str]:
     return FailedJobRegistry(queue=get_queue_by_index(kwargs["queue_index"])).get_job_ids(cleanup=False)
 
 
+def the_job(request: HttpRequest, kwargs: dict) -> list[str]:
+    return [kwargs["job_id"]]
+
+
 BULK_ACTIONS = {"delete": permissions.DELETE, "requeue": permissions.REQUEUE, "stop": permissions.STOP}
+BULK_PAGES = {"confirm_action", "actions"}  # they post the action's name; it says what they need
 
-# django-rq's pages by URL name (without its "django_rq_" prefix). permissions.READ_ONLY_PAGES only
-# read and need the dashboard permission; these change jobs or queues on POST, and their GET (the
-# confirmation) needs the same right.
-GUARDS = {
-    "delete_job": Guard(needs(permissions.DELETE), the_job),
-    "requeue_job": Guard(needs(permissions.REQUEUE), the_job),
-    "enqueue_job": Guard(needs(permissions.REQUEUE), the_job),
-    "stop_job": Guard(needs(permissions.STOP), the_job),
-    "clear": Guard(needs(permissions.EMPTY_QUEUE), queued_jobs),
-    "requeue_all": Guard(needs(permissions.REQUEUE), failed_jobs),
-    "delete_failed_jobs": Guard(needs(permissions.DELETE), failed_jobs),
-    "confirm_action": Guard(bulk_action_permission),
-    "actions": Guard(bulk_action_permission, selected_jobs),
+# django-rq's pages that change jobs or queues on POST, by URL name (without its "django_rq_" prefix):
+# the permission they need (their GET, the confirmation, too) and the jobs they change.
+GUARDED_PAGES: dict[str, tuple[str | None, Callable[[HttpRequest, dict], list[str]]]] = {
+    "delete_job": (permissions.DELETE, the_job),
+    "requeue_job": (permissions.REQUEUE, the_job),
+    "enqueue_job": (permissions.REQUEUE, the_job),
+    "stop_job": (permissions.STOP, the_job),
+    "clear": (permissions.EMPTY_QUEUE, lambda request, kwargs: get_queue_by_index(kwargs["queue_index"]).get_job_ids()),
+    "requeue_all": (permissions.REQUEUE, failed_jobs),
+    "delete_failed_jobs": (permissions.DELETE, failed_jobs),
+    "confirm_action": (None, lambda request, kwargs: []),
+    "actions": (None, lambda request, kwargs: request.POST.getlist("job_ids")),
 }
-READ_ONLY = Guard(needs())
-# Fails closed: a page neither list knows (one a later django-rq adds) is for operators only.
-UNKNOWN = Guard(needs(*permissions.OPERATOR_PERMISSIONS))
 
 
-def guard_of(request: HttpRequest) -> Guard:
+def page_name(request: HttpRequest) -> str:
     match = request.resolver_match
-    name = match.url_name.removeprefix("django_rq_") if match and match.url_name else ""
-    return GUARDS.get(name) or (READ_ONLY if name in permissions.READ_ONLY_PAGES else UNKNOWN)
+    return match.url_name.removeprefix("django_rq_") if match and match.url_name else ""
+
+
+def permissions_needed(request: HttpRequest) -> tuple[str, ...]:
+    """What a django-rq page needs beyond the dashboard permission."""
+    name = page_name(request)
+    if name in permissions.READ_ONLY_PAGES:
+        return ()
+    if name in BULK_PAGES and request.POST.get("action") in BULK_ACTIONS:
+        return (BULK_ACTIONS[request.POST["action"]],)
+    if name in GUARDED_PAGES and name not in BULK_PAGES:
+        return (GUARDED_PAGES[name][0],)
+    # Fails closed: a page neither list knows (one a later django-rq adds) is for operators only.
+    return permissions.OPERATOR_PERMISSIONS
 
 
 class GuardedDashboardAdmin(QueueAdmin):
-    """django-rq's dashboard for staff with `django_rq.admin` only, each destructive view checked for its own
-    permission, and a canceled-jobs page.
-
-    django-rq itself lets any staff account read every page (job arguments and tracebacks
-    included). Its JSON stats and Prometheus metrics take the RQ_API_TOKEN only in the
-    Authorization header (or a viewer's session): a token in the URL would end up in access
-    logs and browser history.
-    """
+    """django-rq's dashboard for staff with `django_rq.admin` only (django-rq lets any staff account read
+    job arguments and tracebacks), each view that changes something checked for its own permission."""
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         return request.user.has_perm(permissions.DASHBOARD)
 
     has_change_permission = has_view_permission
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self.has_view_permission(request)
+    has_module_permission = has_view_permission
 
     def get_urls(self):
         def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -446,11 +399,10 @@ class GuardedDashboardAdmin(QueueAdmin):
     def guarded(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            guard = guard_of(request)
-            for needed in (permissions.DASHBOARD, *guard.permissions(request)):
+            for needed in (permissions.DASHBOARD, *permissions_needed(request)):
                 if not request.user.has_perm(needed):
                     return admin_views.refuse(request, self.admin_site, needed)
-            changed = jobs_changed_by(guard, request, kwargs)
+            changed = jobs_changed_by(request, kwargs)
             if changed:
                 # Jobs enqueued a moment ago get their rows first, so that the change reaches them.
                 record_new_jobs(request)
@@ -482,12 +434,13 @@ def record_new_jobs(request: HttpRequest) -> None:
         logger.exception("could not record new jobs in the history")
 
 
-def jobs_changed_by(guard: Guard, request: HttpRequest, kwargs: dict) -> list[str]:
+def jobs_changed_by(request: HttpRequest, kwargs: dict) -> list[str]:
     """The jobs a POST is about to change, read before it runs (an emptied queue lists nothing after)."""
-    if request.method != "POST":
+    guarded = GUARDED_PAGES.get(page_name(request))
+    if request.method != "POST" or guarded is None:
         return []
     try:
-        return guard.changes(request, kwargs)
+        return guarded[1](request, kwargs)
     except (RedisError, IndexError):
         return []  # django-rq's view reports the problem itself
 

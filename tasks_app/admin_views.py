@@ -1,9 +1,5 @@
-"""Admin pages beyond the model list: queue health (page and JSON), a queue's canceled jobs, refusals,
-and django-rq's JSON stats and Prometheus metrics behind a token or a viewer's session.
-
-admin.py routes the pages through the admin site, which has already checked that the user is
-active staff; each view here checks what else it needs.
-"""
+"""Admin pages beyond the model list: queue health, a queue's canceled jobs, refusals, and django-rq's
+JSON stats and Prometheus metrics behind a token or a viewer's session (admin.py checks staff first)."""
 
 from secrets import compare_digest
 
@@ -40,7 +36,7 @@ JOBS_PER_PAGE = 100
 def health_page(request: HttpRequest) -> HttpResponse:
     """Charts, and the numbers behind them: throughput, queue depth, workers."""
     snapshot = health.current_health()
-    throughput_chart = charts.stacked_columns(
+    throughput_chart = charts.stacked_bars(
         [
             (
                 timezone.localtime(minute.minute).strftime("%H:%M"),
@@ -48,16 +44,17 @@ def health_page(request: HttpRequest) -> HttpResponse:
             )
             for minute in snapshot.minutes
         ],
+        horizontal=False,
         label_every=THROUGHPUT_LABEL_EVERY,
     )
-    queue_chart = charts.stacked_rows(
-        [(queue.name, [(series, getattr(queue, series)) for series in QUEUE_SERIES]) for queue in snapshot.queues]
+    queue_chart = charts.stacked_bars(
+        [(queue.name, [(series, getattr(queue, series)) for series in QUEUE_SERIES]) for queue in snapshot.queues],
+        horizontal=True,
     )
     idle = snapshot.workers_alive - snapshot.workers_busy
     silent = len(snapshot.workers) - snapshot.workers_alive
-    workers_chart = charts.stacked_rows(
-        [("workers", [("busy", snapshot.workers_busy), ("idle", idle), ("silent", silent)])]
-    )
+    workers = [("workers", [("busy", snapshot.workers_busy), ("idle", idle), ("silent", silent)])]
+    workers_chart = charts.stacked_bars(workers, horizontal=True)
     context = {
         **admin.site.each_context(request),
         "title": "Queue health",
@@ -161,10 +158,8 @@ def token_in_url_refused(request: HttpRequest, token: str) -> HttpResponse:
 
 @never_cache
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
-    """django-rq's metrics (its RQCollector), on a registry of this request's own.
-
-    django-rq's own view narrows its one registry for good when a scrape asks for ?name[]=...
-    """
+    """django-rq's metrics on a registry of this request's own (django-rq's view narrows its one
+    registry for good when a scrape asks for ?name[]=...)."""
     if not api_access(request):
         return refused_without_token()
     registry = prometheus_client.CollectorRegistry(auto_describe=True)

@@ -5,7 +5,7 @@ network, read the same in every browser, and refresh with the page they are on.
 """
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # A bar of one series: name (the CSS class and the legend's label) and value.
@@ -54,61 +54,34 @@ def nice_ceiling(value: int, ticks: int = 4) -> tuple[int, int]:
     return step * math.ceil(value / step), step
 
 
-def stacked(segments: Sequence[Segment], scale_max: int) -> Iterator[tuple[str, int, float, float]]:
-    """Each non-empty segment of a bar: series, value, and where it starts and ends as fractions of the scale."""
-    start = 0.0
-    for series, value in segments:
-        if value > 0:
-            end = start + value / scale_max
-            yield series, value, start, end
-            start = end
-
-
-def stacked_columns(
-    columns: Sequence[tuple[str, Sequence[Segment]]],
-    label_every: int,
-    width: int = 720,
-    height: int = 220,
+def stacked_bars(
+    groups: Sequence[tuple[str, Sequence[Segment]]], horizontal: bool, label_every: int = 1, width: int = 720
 ) -> Chart:
-    """Vertical stacked bars, one per column (such as a minute), labelled every `label_every` columns."""
-    left, top, right, bottom = 40.0, 10.0, width - 8.0, height - 24.0
-    scale_max, step = nice_ceiling(largest_total(columns))
-    tall = bottom - top
-    slot = (right - left) / max(1, len(columns))
-    gap = min(2.0, slot * 0.2)
+    """Stacked bars, one per group: rows labelled on the left, or columns labelled every `label_every` and the last."""
+    count = max(1, len(groups))
+    if horizontal:
+        left, top, right, bottom = 90.0, 8.0, width - 40.0, 8.0 + 30 * count
+        height = int(bottom + 22)  # room for the values below
+    else:
+        left, top, right, bottom, height = 40.0, 10.0, width - 8.0, 196.0, 220
+    scale_max, step = nice_ceiling(max((sum(value for _, value in segments) for _, segments in groups), default=0))
+    # The value axis runs right (rows) or up (columns); the groups share the other one.
+    length, slot = (right - left, (bottom - top) / count) if horizontal else (bottom - top, (right - left) / count)
+    gap = 10.0 if horizontal else min(2.0, slot * 0.2)
     bars, labels = [], []
-    for index, (label, segments) in enumerate(columns):
-        x = left + index * slot
-        for series, value, start, end in stacked(segments, scale_max):
-            title = f"{label}: {value} {series}"
-            bars.append(Bar(x + gap / 2, bottom - end * tall, slot - gap, (end - start) * tall, series, title))
-        if index % label_every == 0 or index == len(columns) - 1:  # and the newest column
-            labels.append(Tick(x + slot / 2, label))
-    grid = [Tick(bottom - tall * v / scale_max, str(v)) for v in range(0, scale_max + 1, step)]
+    for index, (label, segments) in enumerate(groups):
+        offset, start = index * slot, 0.0
+        for series, value in segments:
+            if value <= 0:
+                continue
+            size, title = length * value / scale_max, f"{label}: {value} {series}"
+            if horizontal:
+                bars.append(Bar(left + start, top + offset + gap / 2, size, slot - gap, series, title))
+            else:
+                bars.append(Bar(left + offset + gap / 2, bottom - start - size, slot - gap, size, series, title))
+            start += size
+        if horizontal or index % label_every == 0 or index == len(groups) - 1:
+            labels.append(Tick((top if horizontal else left) + offset + slot / 2, label))
+    ticks = [(length * v / scale_max, str(v)) for v in range(0, scale_max + 1, step)]
+    grid = [Tick(left + at if horizontal else bottom - at, text) for at, text in ticks]
     return Chart(width, height, left, top, right, bottom, bars, grid, labels, scale_max)
-
-
-def stacked_rows(
-    rows: Sequence[tuple[str, Sequence[Segment]]],
-    width: int = 720,
-    row_height: int = 30,
-    label_width: int = 90,
-) -> Chart:
-    """Horizontal stacked bars, one per row (such as a queue), its label on the left."""
-    left, top, right = float(label_width), 8.0, width - 40.0
-    bottom = top + row_height * max(1, len(rows))
-    scale_max, step = nice_ceiling(largest_total(rows))
-    wide = right - left
-    bars, labels = [], []
-    for index, (label, segments) in enumerate(rows):
-        y = top + index * row_height
-        for series, value, start, end in stacked(segments, scale_max):
-            title = f"{label}: {value} {series}"
-            bars.append(Bar(left + start * wide, y + 5, (end - start) * wide, row_height - 10, series, title))
-        labels.append(Tick(y + row_height / 2, label))
-    grid = [Tick(left + wide * v / scale_max, str(v)) for v in range(0, scale_max + 1, step)]
-    return Chart(width, int(bottom + 22), left, top, right, bottom, bars, grid, labels, scale_max)
-
-
-def largest_total(groups: Sequence[tuple[str, Sequence[Segment]]]) -> int:
-    return max((sum(value for _, value in segments) for _, segments in groups), default=0)

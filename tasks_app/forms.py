@@ -45,8 +45,7 @@ class QueueOptionsForm(forms.Form):
     error_status = 400  # the HTTP status of an invalid submission
 
     def enqueue(self, submitter: dict[str, Any]) -> str:
-        """Enqueue the validated task; return its id."""
-        raise NotImplementedError
+        raise NotImplementedError  # each kind of task enqueues itself; returns the job's id
 
 
 class TaskForm(QueueOptionsForm):
@@ -137,12 +136,9 @@ class UploadTooLarge(UnreadableRequest):
 
 
 def read_submission(request: HttpRequest) -> dict[str, Any]:
-    """Return the submitted fields of a POST, from form data or a JSON object.
+    """Return the submitted fields of a POST, from form data or a JSON object, or raise UnreadableRequest.
 
-    Raises UnreadableRequest for oversized bodies, unsupported content types, broken
-    encodings and malformed JSON. Only thumbnail uploads (multipart) may be larger than
-    TASKS_MAX_BODY_BYTES, up to the upload limit plus room for the other fields; a body
-    over that raises UploadTooLarge before any of it is read.
+    Only thumbnail uploads (multipart) may exceed TASKS_MAX_BODY_BYTES, by at most the upload limit.
     """
     limit = settings.TASKS_MAX_BODY_BYTES
     try:

@@ -1,8 +1,6 @@
 """Who may look at the queues and who may change them: permission names and the two groups.
 
-Viewing needs a staff account; the history needs `tasks_app.view_jobrecord` and django-rq's
-dashboard link `django_rq.admin`. Every action that changes a job or a queue needs its own
-permission, in our admin and on django-rq's pages alike (admin.py enforces them).
+Viewing needs staff and the view permissions; every change to a job or a queue needs its own (admin.py).
 """
 
 from django.contrib.auth.models import Group, Permission

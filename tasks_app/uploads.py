@@ -1,10 +1,8 @@
-"""A cap on uploaded files, applied while Django parses a request (settings.FILE_UPLOAD_HANDLERS).
+"""A cap on uploaded files while Django parses a request (first in settings.FILE_UPLOAD_HANDLERS).
 
-Django limits form fields (DATA_UPLOAD_MAX_MEMORY_SIZE) but not files: without this handler an
-upload of any size is spooled to a temporary file before a view can refuse it. Placed first, it
-stops passing a file on to the storing handlers once it exceeds THUMBNAIL_MAX_UPLOAD_BYTES, and the
-rest of that file is read and thrown away. The view then finds a stand-in that only knows how large
-the file was, so forms refuse it like any other oversized upload (413).
+Django limits form fields but not files, and spools an upload of any size to disk. A file past
+THUMBNAIL_MAX_UPLOAD_BYTES is dropped and read to its end; the view gets a stand-in knowing only its
+size, which forms refuse like any oversized upload (413).
 """
 
 from django.conf import settings

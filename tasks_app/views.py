@@ -1,8 +1,4 @@
-"""HTTP views: parse, call a service, shape a response.
-
-Two audiences: people (the page and the job page, CSRF-protected HTML forms) and scripts
-(POST /tasks and GET /tasks/<id>, JSON in the one shape of responses.py).
-"""
+"""HTTP views for people (the pages, CSRF-protected forms) and scripts (the JSON API of responses.py)."""
 
 from collections.abc import Callable
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks_app.charts import nice_ceiling, stacked_columns, stacked_rows
+from tasks_app.charts import nice_ceiling, stacked_bars
 
 
 @pytest.mark.parametrize(
@@ -14,7 +14,8 @@ def test_scales_end_on_a_round_number(largest, scale):
 
 
 def test_columns_stack_their_segments_from_the_axis_up():
-    chart = stacked_columns([("06:00", [("finished", 6), ("failed", 2)]), ("06:01", [("finished", 0)])], label_every=1)
+    groups = [("06:00", [("finished", 6), ("failed", 2)]), ("06:01", [("finished", 0)])]
+    chart = stacked_bars(groups, horizontal=False, label_every=1)
     finished, failed = chart.bars  # an empty segment draws nothing
     tall = chart.bottom - chart.top
     assert chart.value_max == 8
@@ -26,7 +27,7 @@ def test_columns_stack_their_segments_from_the_axis_up():
 
 
 def test_rows_stack_their_segments_from_the_left():
-    chart = stacked_rows([("default", [("queued", 3), ("started", 1)]), ("high", [])])
+    chart = stacked_bars([("default", [("queued", 3), ("started", 1)]), ("high", [])], horizontal=True)
     queued, started = chart.bars
     assert queued.x == chart.left
     assert started.x == pytest.approx(queued.x + queued.width)

@@ -19,6 +19,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.timesince import timeuntil
 
+from tasks_app.status import iso_utc
+
 logger = logging.getLogger(__name__)
 
 SALT = "tasks_app.emails.confirmation"
@@ -45,10 +47,6 @@ class ConfirmationExpired(Exception):
 
 class DeliveryUncertain(Exception):
     """An earlier attempt stopped while handing the message over; sending again could duplicate it."""
-
-
-def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def now_iso() -> str:

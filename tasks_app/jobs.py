@@ -1,8 +1,4 @@
-"""Enqueue jobs under their policies, admit new work, and cancel, stop, requeue or delete jobs.
-
-Views call these functions and turn their exceptions into HTTP answers; everything goes through
-RQ's Queue, Job and registries.
-"""
+"""Enqueue jobs under their policies, admit new work, and cancel, stop, requeue or delete jobs."""
 
 import logging
 import math
@@ -29,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 TASK_TYPES = (0, 1, 2, 3)
 MAX_DELAY_SECONDS = 7 * 24 * 3600
-# RQ calls these as each run of a job ends (tasks_app/callbacks.py); the job's start is reported by the task.
+# RQ calls these as each run of a job ends; the task itself reports its start.
 CALLBACKS = {
     "on_success": Callback("tasks_app.callbacks.on_success"),
     "on_failure": Callback("tasks_app.callbacks.on_failure"),
@@ -67,15 +63,10 @@ class TaskAlreadyEnded(TaskStateConflict):
         super().__init__(f"Task {task_id} has already ended ({status}).", status)
 
 
-def task_policy(kind: str) -> dict[str, Any]:
-    """The timeout and retry policy of a kind of task (settings.TASK_POLICIES)."""
-    return settings.TASK_POLICIES[kind]
-
-
 def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
     """Refuse new work from a client over its rate, or into a queue at its depth limit.
 
-    A fixed window per client, counted in Redis so that every web process shares it.
+    The rate is a fixed window per client, counted in Redis so that every web process shares it.
     """
     rate = parse_rate(settings.TASKS_RATE_LIMIT)
     connection = get_connection(queue_name)
@@ -98,12 +89,7 @@ def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
 
 
 def enqueue_task(task_type: int, **options: Any) -> str:
-    """Put a sleep task on a queue, now or after `delay` seconds, and return its job id.
-
-    `options` are enqueue_call's: queue_name, delay, submitter.
-    """
-    if task_type not in TASK_TYPES:
-        raise ValueError(f"unknown task type {task_type!r}")
+    """Put a sleep task on a queue and return its job id (options as for enqueue_call)."""
     description = f"Sleep task, type {task_type}"
     meta = {"task_type": task_type}
     return enqueue_call(tasks.sleep_task, (task_type,), kind="sleep", description=description, meta=meta, **options)
@@ -120,12 +106,11 @@ def enqueue_call(
     delay: int = 0,
     submitter: dict[str, Any] | None = None,
 ) -> str:
-    """Enqueue any job under the timeout and retry policy of its kind; return its id."""
-    if queue_name not in settings.TASK_QUEUES:
-        raise ValueError(f"unknown queue {queue_name!r}")
-    if not 0 <= delay <= MAX_DELAY_SECONDS:
-        raise ValueError(f"delay must be between 0 and {MAX_DELAY_SECONDS} seconds")
-    policy = task_policy(kind)
+    """Enqueue any job under the timeout and retry policy of its kind, after `delay` seconds; return its id.
+
+    The forms have checked the queue, the delay and the task's arguments.
+    """
+    policy = settings.TASK_POLICIES[kind]
     retry = Retry(max=policy["max_retries"], interval=policy["retry_intervals"]) if policy["max_retries"] else None
     queue = get_queue(queue_name)
     options = {
@@ -181,10 +166,7 @@ def enqueue_confirmation_email(address: str, **options: Any) -> str:
 
 
 def confirm_email(token: str) -> tuple[str, str]:
-    """Record the confirmation that a link carries; return the address and when it was confirmed.
-
-    Raises emails.InvalidConfirmation or emails.ConfirmationExpired for links that cannot be used.
-    """
+    """Record the confirmation a link carries; return the address and when it was confirmed."""
     address = emails.read_token(token)
     with redis_outage_as_unavailable():
         return address, emails.record_confirmation(get_connection(), address)
@@ -203,12 +185,9 @@ def email_confirmed_at(address: str) -> str | None:
 
 
 def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
-    """Cancel a waiting job, or stop a running one; return the status it ends with.
+    """Cancel a waiting job, or ask the worker to stop a running one; return the status it ends with.
 
-    A queued, scheduled or deferred job becomes `canceled` at once. A started job is sent RQ's
-    stop command: its worker kills the job and marks it `stopped`, which the caller sees shortly
-    after. A job that has already ended raises TaskAlreadyEnded; `cancel` or `stop` false refuses
-    that operation with TaskStateConflict.
+    `cancel` or `stop` false refuses that operation with TaskStateConflict.
     """
     job = fetch_job(task_id)
     try:
@@ -276,10 +255,7 @@ def requeue_task(task_id: str) -> str:
 
 
 def delete_task(task_id: str) -> str:
-    """Remove a job that is not running from Redis (queue, registries, data); return its last status.
-
-    A running job raises TaskStateConflict: stop it first. A job already gone raises TaskNotFound.
-    """
+    """Remove a job that is not running from Redis (queue, registries, data); return its last status."""
     job = fetch_job(task_id)
     with redis_outage_as_unavailable():
         status = job.get_status(refresh=False).value

@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -157,8 +158,11 @@ def test_ids_that_cannot_be_given_back_are_named_in_the_log(fake_redis, monkeypa
     def redis_gone(*args):
         raise connections.QueueUnavailable("Connection refused")
 
+    def connection_refused(*args):
+        raise RedisConnectionError("Connection refused")
+
     monkeypatch.setattr(history, "fetch_jobs", redis_gone)  # Redis went away after the LPOP...
-    monkeypatch.setattr(history, "give_back_new_job_ids", redis_gone)  # ...and is still away
+    monkeypatch.setattr(connections.get_connection(), "lpush", connection_refused)  # ...and is still away
     with pytest.raises(connections.QueueUnavailable):
         history.record_new_jobs()
     assert f"1 new jobs left without a history row: {job_id}" in caplog.text

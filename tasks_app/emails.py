@@ -1,9 +1,4 @@
-"""Confirmation emails: signed expiring links, sending at most once per job, recorded confirmations.
-
-A link carries the address signed with SECRET_KEY and a timestamp (TimestampSigner), so it needs no
-stored state until it is opened; opening it records the confirmation in Redis. Sending is guarded
-by a per-job mark in Redis so that a retried job never sends a second message.
-"""
+"""Confirmation emails: signed expiring links, sent at most once per job, confirmations kept in Redis."""
 
 import json
 import logging
@@ -79,11 +74,7 @@ def confirmation_link(address: str) -> str:
 
 
 def send_confirmation(address: str, *, job_id: str, connection: redis.Redis) -> dict:
-    """Send the confirmation email of a job once: a retry after a delivered message sends nothing.
-
-    A failure of the mail server (refused connection, timeout, a 4xx or 5xx answer) means the
-    message was not accepted: the mark is removed and the error raised, so the job is retried.
-    """
+    """Send the confirmation email of a job once: a retry after a delivered message sends nothing."""
     expires_at = datetime.now(UTC) + timedelta(seconds=settings.CONFIRMATION_MAX_AGE_SECONDS)
     message = message_for(address, expires_at)
     message.message()  # a message that cannot be built fails here, before anything is marked

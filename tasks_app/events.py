@@ -1,8 +1,5 @@
-"""Push updates: workers publish every status and progress change on one Redis pub/sub
-channel; each web process holds one subscription and fans events out to its open streams.
-
-The stream never polls Redis: after the first status read it only waits on its in-memory
-queue, fed by the process's single subscriber.
+"""Push updates: workers publish every status and progress change on one Redis pub/sub channel;
+each web process holds one subscription and fans events out to its open streams' queues.
 """
 
 import asyncio
@@ -23,12 +20,10 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "taskqueue:events"
 KEEPALIVE_SECONDS = 15
-# A reconnecting browser waits this long (ms) before trying the stream again.
-RETRY_MILLISECONDS = 3000
+# A reconnecting browser waits this long before trying the stream again.
+PREAMBLE = b"retry: 3000\n\n"
+KEEPALIVE = b": keepalive\n\n"
 RESYNC = object()  # "events may have been missed: read the status again"
-
-
-# --- Publishing (worker and web processes) ------------------------------------------------------
 
 
 def publish(connection: redis.Redis, status: dict[str, Any]) -> None:
@@ -45,18 +40,8 @@ def publish_status_change(sender, job, task, **kwargs) -> None:
     publish(job.connection, task.as_dict())
 
 
-# --- Server-Sent Events framing -----------------------------------------------------------------
-
-
 def sse(data: dict[str, Any], event: str = "status") -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-def sse_preamble() -> bytes:
-    return f"retry: {RETRY_MILLISECONDS}\n\n".encode()
-
-
-KEEPALIVE = b": keepalive\n\n"
 
 
 class StreamState:
@@ -89,9 +74,6 @@ class StreamState:
     @property
     def done(self) -> bool:
         return not self.pending
-
-
-# --- ASGI: one subscription per process ---------------------------------------------------------
 
 
 class EventHub:
@@ -167,10 +149,7 @@ _hubs: dict[asyncio.AbstractEventLoop, EventHub] = {}
 
 
 def hub() -> EventHub:
-    loop = asyncio.get_running_loop()
-    if loop not in _hubs:
-        _hubs[loop] = EventHub()
-    return _hubs[loop]
+    return _hubs.setdefault(asyncio.get_running_loop(), EventHub())
 
 
 async def stream_async(
@@ -180,15 +159,14 @@ async def stream_async(
 ) -> AsyncIterator[bytes]:
     """Yield SSE frames for some tasks until all have ended (or the client goes away).
 
-    The tasks are registered here, in the body, so that a client gone before the body starts
-    leaves nothing registered. Every keepalive also re-reads the tasks: a change that published
-    nothing (a job deleted from the admin, a registry cleaned up by RQ) still ends the stream.
+    Registered in the body, so a client gone before it starts leaves nothing. Every keepalive re-reads
+    the tasks: a change that published nothing (a deleted job, RQ's cleanup) still ends the stream.
     """
     state = StreamState(task_ids, is_terminal)
     events_hub = hub()
     queue = events_hub.listen(task_ids)
     try:
-        yield sse_preamble()
+        yield PREAMBLE
         for frame in await resync(state, read_status):
             yield frame
         while not state.done:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from rq import Callback, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation
@@ -54,13 +55,6 @@ class TaskStateConflict(Exception):
     def __init__(self, message: str, status: str):
         super().__init__(message)
         self.status = status
-
-
-class TaskAlreadyEnded(TaskStateConflict):
-    """The job has finished, failed, stopped or been canceled: there is nothing to cancel."""
-
-    def __init__(self, task_id: str, status: str):
-        super().__init__(f"Task {task_id} has already ended ({status}).", status)
 
 
 def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
@@ -198,7 +192,7 @@ def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
             if status != JobStatus.STARTED and not cancel:
                 raise TaskStateConflict(f"Task {task_id} is {status}, not running; there is nothing to stop.", status)
             if status in TERMINAL_STATUSES:
-                raise TaskAlreadyEnded(task_id, status)
+                raise TaskStateConflict(f"Task {task_id} has already ended ({status}).", status)
             if status == JobStatus.STARTED:
                 send_stop_job_command(job.connection, job.id, serializer=JSONSerializer)
                 logger.info("stop requested job_id=%s", job.id)
@@ -209,7 +203,7 @@ def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
                 raise TaskStateConflict(f"Task {task_id} has just started; stop it instead.", JobStatus.STARTED.value)
             job.cancel()  # also takes a scheduled job out of its registry
     except InvalidJobOperation:
-        raise TaskAlreadyEnded(task_id, JobStatus.CANCELED.value) from None
+        raise TaskStateConflict(f"Task {task_id} has already ended (canceled).", JobStatus.CANCELED.value) from None
     logger.info("canceled job_id=%s", job.id)
     send_status_changed(job, describe(job, JobStatus.CANCELED))
     return JobStatus.CANCELED.value
@@ -234,7 +228,7 @@ def requeue_task(task_id: str) -> str:
             if status not in REQUEUABLE_STATUSES:
                 message = f"Task {task_id} is {status}; only failed, stopped or canceled tasks can be requeued."
                 raise TaskStateConflict(message, status)
-            if (upload := thumbnails.upload_of(job)) and not thumbnails.upload_exists(upload):
+            if (upload := thumbnails.upload_of(job)) and not default_storage.exists(upload):
                 # Its image went with it when it ended (thumbnails.discard_files_of_unfinished_job).
                 message = (
                     f"Task {task_id} cannot run again: its image was deleted when it ended {status}. Upload it again."

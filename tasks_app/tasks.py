@@ -1,4 +1,4 @@
-"""What the workers run. Kept small: progress goes to job.meta, the work lives elsewhere."""
+"""What the workers run: progress goes to job.meta, the work lives elsewhere."""
 
 import functools
 import time

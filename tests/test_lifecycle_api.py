@@ -156,7 +156,7 @@ def test_a_stream_registers_its_tasks_only_once_it_runs():
         hub = events.hub()
         body = events.stream_async(["a"], lambda task_id: None, lambda status: False)
         assert hub.listeners == {}  # made, never started: nothing to clean up
-        assert await body.__anext__() == events.sse_preamble()
+        assert await body.__anext__() == events.PREAMBLE
         assert set(hub.listeners) == {"a"}
         await body.aclose()
         assert hub.listeners == {}

@@ -1,4 +1,7 @@
-"""Settings for taskqueue, from environment variables (.env.example) with development defaults."""
+"""Settings for taskqueue, from environment variables with development defaults.
+
+.env.example lists and explains every variable; comments here say only why.
+"""
 
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -166,7 +169,6 @@ REDIS_SENTINELS = env.list("REDIS_SENTINELS", [], subcast=host_and_port)
 REDIS_MASTER_NAME = env.str("REDIS_MASTER_NAME", "").strip()
 if bool(REDIS_SENTINELS) != bool(REDIS_MASTER_NAME):
     raise ImproperlyConfigured("REDIS_SENTINELS and REDIS_MASTER_NAME must be set together")
-# With a URL these live in the URL; Sentinel has no URL, so they have their own variables.
 REDIS_DB = env.int("REDIS_DB", 0, validate=NON_NEGATIVE)
 REDIS_PASSWORD = env.str("REDIS_PASSWORD", "")
 REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", "")
@@ -227,19 +229,12 @@ RQ_QUEUES = {
     for name in TASK_QUEUES
 }
 
-RQ = {
-    # Enqueue at once so the view can answer with the job's id.
-    "COMMIT_MODE": "auto",
-    # Forces the JSON serializer even when `rqworker` is run without --serializer.
-    "WORKER_CLASS": "tasks_app.workers.JSONWorker",
-}
+# Enqueue at once, so the view can answer with the job's id; JSON even for `rqworker` without --serializer.
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "tasks_app.workers.JSONWorker"}
 RQ_SHOW_ADMIN_LINK = True
-# Bearer token for django-rq's JSON stats and Prometheus metrics (Authorization header only).
 RQ_API_TOKEN = env.str("RQ_API_TOKEN", "")
 
-# Task type N sleeps N x TASK_UNIT_SECONDS (the original app: 10, 20, 30 seconds).
 TASK_UNIT_SECONDS = env.float("TASK_UNIT_SECONDS", 10.0, validate=NON_NEGATIVE)
-# How long finished and failed jobs stay readable through GET /tasks/<id>.
 TASK_RESULT_TTL = env.int("TASK_RESULT_TTL", 24 * 3600, validate=NON_NEGATIVE)
 
 
@@ -249,8 +244,7 @@ class TaskPolicy(Schema):
     retry_intervals = fields.List(fields.Int(strict=True, validate=NON_NEGATIVE))
 
 
-# Per kind of task: the job timeout (seconds), how many times a failure is retried, and the
-# waits between attempts (the last one repeats). Override any of it with TASK_POLICIES (JSON).
+# Per kind of task: timeout (seconds), retries, and the waits between attempts (the last repeats).
 TASK_POLICIES = {
     "sleep": {"timeout": int(max(60, 6 * TASK_UNIT_SECONDS)), "max_retries": 2, "retry_intervals": [5, 30]},
     # A failure is rarely transient (the image was checked in the web), so retry once.
@@ -258,7 +252,7 @@ TASK_POLICIES = {
     # SMTP servers refuse for a while (4xx, greylisting, restarts): back off up to 15 minutes.
     "confirmation_email": {"timeout": 60, "max_retries": 4, "retry_intervals": [10, 60, 300, 900]},
 }
-# Such as {"sleep": {"timeout": 90}}: unknown kinds and fields, and bad values, are refused.
+# Unknown kinds and fields, and bad values, are refused.
 TASK_POLICY_OVERRIDES = Schema.from_dict({kind: fields.Nested(TaskPolicy) for kind in TASK_POLICIES})()
 for kind, override in env.json("TASK_POLICIES", {}, validate=TASK_POLICY_OVERRIDES.load).items():
     TASK_POLICIES[kind].update(override)
@@ -277,10 +271,8 @@ def parse_rate(raw: str) -> tuple[int, int] | None:
     return int(count), RATE_UNITS[unit]
 
 
-# New tasks per client address and window; beyond it, 429 with Retry-After.
 TASKS_RATE_LIMIT = env.str("TASKS_RATE_LIMIT", "60/m")
 parse_rate(TASKS_RATE_LIMIT)  # fail at start-up, not on the first request
-# New work is refused with 503 while the target queue holds this many waiting jobs (0: no limit).
 TASKS_MAX_QUEUE_DEPTH = env.int("TASKS_MAX_QUEUE_DEPTH", 10_000, validate=NON_NEGATIVE)
 
 
@@ -296,13 +288,11 @@ STORAGES["default"] = {
     "BACKEND": env.str("DJANGO_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
     "OPTIONS": env.json("DJANGO_STORAGE_OPTIONS", {}, validate=json_object),
 }
-# Django serves MEDIA_URL itself unless a proxy or a bucket does.
 SERVE_MEDIA = env.bool("DJANGO_SERVE_MEDIA", DEBUG)
 
 # Square sizes of thumbnails (pixels); more pixels than the limit is refused as a decompression bomb.
-THUMBNAIL_SIZES = sorted(
-    set(env.list("THUMBNAIL_SIZES", [128, 256, 512], subcast=int, validate=validate.Length(min=1)))
-)
+THUMBNAIL_SIZES = env.list("THUMBNAIL_SIZES", [128, 256, 512], subcast=int, validate=validate.Length(min=1))
+THUMBNAIL_SIZES = sorted(set(THUMBNAIL_SIZES))
 if not 16 <= THUMBNAIL_SIZES[0] <= THUMBNAIL_SIZES[-1] <= 4096:
     raise ImproperlyConfigured("THUMBNAIL_SIZES must list whole numbers from 16 to 4096")
 THUMBNAIL_MAX_UPLOAD_BYTES = env.int("THUMBNAIL_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, validate=NON_NEGATIVE)
@@ -314,14 +304,10 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 
-# Links in emails and thumbnail URLs in job results are absolute, built on this public address.
-SITE_URL = (
-    env.str(
-        "SITE_URL", "http://127.0.0.1:8000", validate=validate.URL(schemes={"http", "https"}, require_tld=False)
-    ).rstrip("/")
-    + "/"
+SITE_URL = env.str(
+    "SITE_URL", "http://127.0.0.1:8000", validate=validate.URL(schemes={"http", "https"}, require_tld=False)
 )
-# How long a confirmation link works.
+SITE_URL = SITE_URL.rstrip("/") + "/"
 CONFIRMATION_MAX_AGE_SECONDS = env.int("CONFIRMATION_MAX_AGE_SECONDS", 2 * 24 * 3600, validate=NON_NEGATIVE)
 
 # Console in development; SMTP once EMAIL_HOST is set, and always in production (fails loudly).
@@ -343,9 +329,7 @@ EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", 10.0, validate=NON_NEGATIVE)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "taskqueue <noreply@localhost>")
 
 TASK_HISTORY_RETENTION_DAYS = env.int("TASK_HISTORY_RETENTION_DAYS", 30, validate=NON_NEGATIVE)
-# A worker heartbeats, and runs RQ's maintenance, this often (tasks_app/workers.py).
 WORKER_HEARTBEAT_SECONDS = max(1, env.int("WORKER_HEARTBEAT_SECONDS", 5))
-# A started job whose worker has been silent this long is failed, or retried per its policy.
 TASK_ABANDONED_AFTER_SECONDS = env.float("TASK_ABANDONED_AFTER_SECONDS", 15, validate=NON_NEGATIVE)
 if TASK_ABANDONED_AFTER_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS + 1:
     raise ImproperlyConfigured(

@@ -159,8 +159,7 @@ async def stream_async(
 ) -> AsyncIterator[bytes]:
     """Yield SSE frames for some tasks until all have ended (or the client goes away).
 
-    Registered in the body, so a client gone before it starts leaves nothing. Every keepalive re-reads
-    the tasks: a change that published nothing (a deleted job, RQ's cleanup) still ends the stream.
+    Each keepalive re-reads the tasks: a change that published nothing (RQ's cleanup) still ends it.
     """
     state = StreamState(task_ids, is_terminal)
     events_hub = hub()

@@ -40,15 +40,14 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def record_status_change(sender: Any, job: Job, task: TaskStatus, traceback: str = "", **kwargs: Any) -> None:
     """Signal receiver: bring the job's history row up to date with its new status."""
-    if not save_row(job.id, row_fields(job, task, traceback), creation_fields(job)):
+    if not save_row(job.id, row_fields(job, task, traceback), creation_fields(job, existing_users([job]))):
         logger.debug("job_id=%s ignored a late %s event", job.id, task.task_status)
 
 
 def record_new_jobs() -> int:
     """Write the rows of jobs enqueued since the last call, a few batches at most; return how many.
 
-    Ids whose rows cannot be written go back to the list. A process killed meanwhile loses only the
-    batch's "queued" rows: each job's next status change still writes its row.
+    A process killed meanwhile loses the batch's "queued" rows; each job's next change writes its row.
     """
     recorded = 0
     for _ in range(NEW_JOBS_MAX_BATCHES):
@@ -77,12 +76,7 @@ def insert_new_rows(job_ids: list[str]) -> int:
     jobs = fetch_jobs(job_ids)
     existing = set(JobRecord.objects.filter(job_id__in=job_ids).values_list("job_id", flat=True))
     jobs = [job for job in jobs if job is not None and job.id not in existing]
-    user_ids = {submitter_of(job).get("user_id") for job in jobs}
-    known_users = set(
-        get_user_model()
-        .objects.filter(pk__in=[pk for pk in user_ids if isinstance(pk, int)])
-        .values_list("pk", flat=True)
-    )
+    known_users = existing_users(jobs)
     rows = []
     for job in jobs:
         try:
@@ -111,10 +105,7 @@ def missing_jobs(job_ids: list[str]) -> list[str]:
 
 
 def event_order(job: Job, status: str, attempt: int) -> int:
-    """Order a status event: by attempt, then by run (when the job was last enqueued), then by stage.
-
-    So a requeued or retried job may go back to queued, but a late "queued" never undoes "started".
-    """
+    """Order events by attempt, run (last enqueued) and stage: a late "queued" never undoes "started"."""
     micros = ((job.enqueued_at or job.created_at) - EPOCH) // timedelta(microseconds=1)
     stage = 1 if status in WAITING_STATUSES else 2 if status == JobStatus.STARTED else 3  # waiting, running, ended
     return attempt * 10**17 + micros * 10 + stage
@@ -162,18 +153,18 @@ def submitter_of(job: Job) -> dict[str, Any]:
     return submitter if isinstance(submitter, dict) else {}
 
 
-def creation_fields(job: Job, known_users: set[int] | None = None) -> dict[str, Any]:
-    """Who submitted the job; written once, with the row. `known_users`: user ids known to exist."""
+def existing_users(jobs: list[Job]) -> set[int]:
+    """The ids of the jobs' submitters whose accounts still exist."""
+    ids = [user_id for job in jobs if isinstance(user_id := submitter_of(job).get("user_id"), int)]
+    return set(get_user_model().objects.filter(pk__in=ids).values_list("pk", flat=True))
+
+
+def creation_fields(job: Job, known_users: set[int]) -> dict[str, Any]:
+    """Who submitted the job (`known_users`: accounts that exist); written once, with the row."""
     submitter = submitter_of(job)
     user_id = submitter.get("user_id")
-    if not isinstance(user_id, int):
-        known_user = False
-    elif known_users is not None:
-        known_user = user_id in known_users
-    else:
-        known_user = get_user_model().objects.filter(pk=user_id).exists()
     return {
-        "submitted_by_id": user_id if known_user else None,
+        "submitted_by_id": user_id if user_id in known_users else None,
         "submitter_username": str(submitter.get("username") or "")[:150],
         "submitter_ip": valid_ip(submitter.get("ip")),
     }
@@ -211,10 +202,7 @@ def sync_with_redis(job_ids: Iterable[str]) -> None:
 
 
 def sync_stale_rows(older_than: timedelta) -> None:
-    """Catch up rows that have not changed for a while, the oldest first.
-
-    Waiting rows are only checked for existence: a job gone without a signal would wait forever, unpruned.
-    """
+    """Catch up rows unchanged for a while; waiting ones are checked for existence (one EXISTS each)."""
     stale = JobRecord.objects.filter(updated_at__lt=timezone.now() - older_than).order_by("updated_at")
     sync_with_redis(stale.filter(status=JobRecord.Status.STARTED).values_list("job_id", flat=True)[:SYNC_BATCH])
     waiting = stale.filter(status__in=WAITING_STATUSES).values_list("job_id", flat=True)[:SYNC_BATCH]

@@ -58,10 +58,7 @@ class TaskStateConflict(Exception):
 
 
 def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
-    """Refuse new work from a client over its rate, or into a queue at its depth limit.
-
-    The rate is a fixed window per client, counted in Redis so that every web process shares it.
-    """
+    """Refuse new work over the client's rate (a fixed window, in Redis) or into a queue at its depth limit."""
     rate = parse_rate(settings.TASKS_RATE_LIMIT)
     connection = get_connection(queue_name)
     with redis_outage_as_unavailable():
@@ -100,10 +97,7 @@ def enqueue_call(
     delay: int = 0,
     submitter: dict[str, Any] | None = None,
 ) -> str:
-    """Enqueue any job under the timeout and retry policy of its kind, after `delay` seconds; return its id.
-
-    The forms have checked the queue, the delay and the task's arguments.
-    """
+    """Enqueue a job (checked by a form) under its kind's policy, after `delay` seconds; return its id."""
     policy = settings.TASK_POLICIES[kind]
     retry = Retry(max=policy["max_retries"], interval=policy["retry_intervals"]) if policy["max_retries"] else None
     queue = get_queue(queue_name)
@@ -179,10 +173,7 @@ def email_confirmed_at(address: str) -> str | None:
 
 
 def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
-    """Cancel a waiting job, or ask the worker to stop a running one; return the status it ends with.
-
-    `cancel` or `stop` false refuses that operation with TaskStateConflict.
-    """
+    """Cancel a waiting job, or ask the worker to stop a running one (unless refused); return its new status."""
     job = fetch_job(task_id)
     try:
         with redis_outage_as_unavailable():

@@ -1,7 +1,4 @@
-"""One signal for every change of a job's status, in whichever process (web or worker) makes it.
-
-Receivers connect in apps.py. A receiver must never break the job: its exceptions are only logged.
-"""
+"""One signal for every change of a job's status, in whichever process makes it; receivers never break a job."""
 
 import logging
 

@@ -33,10 +33,7 @@ def sleep_task(task_type: int) -> bool:
     duration = task_type * settings.TASK_UNIT_SECONDS
     job = get_current_job()
     started = time.monotonic()
-    while True:
-        elapsed = time.monotonic() - started
-        if elapsed >= duration:
-            break
+    while (elapsed := time.monotonic() - started) < duration:
         report_progress(job, int(100 * elapsed / duration))
         time.sleep(min(PROGRESS_INTERVAL_SECONDS, duration - elapsed))
     report_progress(job, 100)

@@ -46,12 +46,10 @@ class ImageRejected(Exception):
 
 @dataclass(frozen=True)
 class CheckedImage:
-    """An upload that passed check_upload(), with what the check found out."""
+    """An upload that passed check_upload(), and its format."""
 
     file: File
     format: str
-    width: int
-    height: int
 
 
 def describe_bytes(count: int) -> str:
@@ -72,12 +70,12 @@ def check_upload(upload: File) -> CheckedImage:
     # verify() checks the structure; load() decodes, which finds a file cut short. A verified
     # image cannot be loaded, hence two opens.
     with open_image(upload) as image:
-        facts = (image.format, image.width, image.height)
+        image_format = image.format
         decode_or_reject(image.verify)
     with open_image(upload) as image:
         decode_or_reject(image.load)
     upload.seek(0)
-    return CheckedImage(upload, *facts)
+    return CheckedImage(upload, image_format)
 
 
 def open_image(file: File) -> Image.Image:

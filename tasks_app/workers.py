@@ -1,13 +1,9 @@
-"""RQ worker classes for `manage.py rqworker` (settings.RQ["WORKER_CLASS"] and --worker-class).
-
-RQ's worker with documented options: its heartbeat, and how often its maintenance fails or retries
-the jobs of dead workers (through their on_failure callback).
-"""
+"""RQ worker classes for `manage.py rqworker`: RQ's own, with documented options."""
 
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
-from rq import SimpleWorker, Worker
+from rq import Worker
 from rq.serializers import JSONSerializer
 
 from tasks_app.callbacks import on_work_horse_killed
@@ -50,10 +46,3 @@ class JSONWorker(JSONWorkerOptions, Worker):
         # How long a running job outlives its worker's last heartbeat: RQ's extra minute is too long
         # for a killed worker's job to be retried within half a minute.
         return int(settings.TASK_ABANDONED_AFTER_SECONDS)
-
-
-class InProcessJSONWorker(JSONWorkerOptions, SimpleWorker):
-    """Runs jobs inside the worker process: no fork per job, faster, but a job can crash it.
-
-    It sends no heartbeat while a job runs, so it keeps RQ's time-limit-based started-registry TTL.
-    """

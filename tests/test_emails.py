@@ -18,9 +18,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from tasks_app import emails, jobs
-from tasks_app.workers import InProcessJSONWorker
 from tests.support.processes import free_port
 from tests.support.smtp import Mailbox, confirmation_link, smtp_server
+from tests.support.workers import InProcessJSONWorker
 from tests.test_settings import manage
 
 

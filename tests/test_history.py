@@ -16,8 +16,8 @@ from tasks_app.models import JobRecord
 from tasks_app.signals import send_status_changed
 from tasks_app.status import describe
 from tasks_app.templatetags.tasks_admin import duration
-from tasks_app.workers import InProcessJSONWorker
 from tests.support import jobs as support_jobs
+from tests.support.workers import InProcessJSONWorker
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from tasks_app import connections, events, status
 from tasks_app.events import StreamState
-from tasks_app.workers import InProcessJSONWorker
+from tests.support.workers import InProcessJSONWorker
 from tests.test_views import assert_error
 
 

@@ -19,9 +19,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from tasks_app import jobs
-from tasks_app.workers import InProcessJSONWorker
 from tests.support import images
 from tests.support.processes import PROJECT_ROOT
+from tests.support.workers import InProcessJSONWorker
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from tasks_app import connections
-from tasks_app.workers import InProcessJSONWorker
+from tests.support.workers import InProcessJSONWorker
 
 
 def create(client: Client, **kwargs):

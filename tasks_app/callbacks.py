@@ -75,11 +75,7 @@ def report(job: Job, task: Callable[[], TaskStatus], traceback: str = "") -> Non
     except Exception:
         logger.exception("job_id=%s: could not report its new status", job.id)
     finally:
-        release_database()
-
-
-def release_database() -> None:
-    """Close this process's database connections: the worker's forked work horses must not share one."""
-    # A test's in-process worker runs inside the test's transaction, which must stay open.
-    if not any(connection.in_atomic_block for connection in connections.all(initialized_only=True)):
-        connections.close_all()
+        # The worker's forked work horses must not share a database connection; a test's in-process
+        # worker runs inside the test's transaction, which must stay open.
+        if not any(connection.in_atomic_block for connection in connections.all(initialized_only=True)):
+            connections.close_all()

@@ -44,10 +44,6 @@ class DeliveryUncertain(Exception):
     """An earlier attempt stopped while handing the message over; sending again could duplicate it."""
 
 
-def now_iso() -> str:
-    return iso_utc(datetime.now(UTC))
-
-
 def make_token(address: str) -> str:
     """Sign an address with the current time; read_token() gives it back until it expires."""
     return signing.TimestampSigner(salt=SALT).sign_object({"email": address})
@@ -93,7 +89,7 @@ def send_confirmation(address: str, *, job_id: str, connection: redis.Redis) -> 
     except (smtplib.SMTPException, OSError):
         connection.delete(key)  # not accepted by the server: a retry may send it
         raise
-    result = {"email": address, "sent_at": now_iso(), "link_expires_at": iso_utc(expires_at)}
+    result = {"email": address, "sent_at": iso_utc(datetime.now(UTC)), "link_expires_at": iso_utc(expires_at)}
     logger.info("job_id=%s confirmation email sent", job_id)
     try:
         connection.set(key, json.dumps(result), ex=SENT_MARK_TTL_SECONDS)
@@ -116,7 +112,7 @@ def message_for(address: str, expires_at: datetime) -> EmailMessage:
 
 def record_confirmation(connection: redis.Redis, address: str) -> str:
     """Record that an address is confirmed; return when it first was (opening a link twice is fine)."""
-    connection.hsetnx(CONFIRMED_KEY, address, now_iso())
+    connection.hsetnx(CONFIRMED_KEY, address, iso_utc(datetime.now(UTC)))
     return connection.hget(CONFIRMED_KEY, address).decode()
 
 

@@ -71,10 +71,6 @@ class StreamState:
             return sse({"task_id": task_id}, event="missing")
         return self.frame(status)
 
-    @property
-    def done(self) -> bool:
-        return not self.pending
-
 
 class EventHub:
     """One Redis subscription for this event loop, fanned out to per-stream queues."""
@@ -168,7 +164,7 @@ async def stream_async(
         yield PREAMBLE
         for frame in await resync(state, read_status):
             yield frame
-        while not state.done:
+        while state.pending:
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
             except TimeoutError:

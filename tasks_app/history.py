@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import Truncator
 from rq.exceptions import DeserializationError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -119,6 +120,7 @@ def row_fields(job: Job, described: TaskStatus, traceback: str = "") -> dict[str
     started_at = job.started_at if ran else None
     ended_at = end_of_run(job, started_at) if status in TERMINAL_STATUSES else None
     task_type = meta.get("task_type")
+    result = json.dumps(described.task_result, default=repr) if status == "finished" else ""
     return {
         "status": status,
         "queue": job.origin or "",
@@ -133,7 +135,7 @@ def row_fields(job: Job, described: TaskStatus, traceback: str = "") -> dict[str
         "duration": ended_at - started_at if ended_at and started_at else None,
         "attempt": described.attempt,
         "max_attempts": described.max_attempts,
-        "result": shorten(described.task_result) if status == "finished" else "",
+        "result": Truncator(result).chars(RESULT_MAX_CHARS),
         "error": described.error or str(meta.get("last_error", "")),
         "traceback": (traceback or failure_traceback(job)) if status in {"failed", "stopped"} else "",
         "worker_name": job.worker_name or "",
@@ -241,8 +243,3 @@ def function_name(job: Job) -> str:
         return job.func_name or ""
     except DeserializationError:
         return ""
-
-
-def shorten(value: Any) -> str:
-    text = json.dumps(value, default=repr)
-    return text if len(text) <= RESULT_MAX_CHARS else text[: RESULT_MAX_CHARS - 1] + "…"

@@ -149,7 +149,8 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
             upright = ImageOps.exif_transpose(image)  # the camera's rotation, applied to the pixels
         report_progress(10)
         image_format, _ = THUMBNAIL_FORMATS[PurePosixPath(upload_name).suffix.lstrip(".")]
-        mode = "RGBA" if has_transparency(upright) else "RGB"
+        transparent = upright.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in upright.info
+        mode = "RGBA" if transparent else "RGB"
         working = upright if upright.mode == mode else upright.convert(mode)
         thumbnails = []
         for index, size in enumerate(settings.THUMBNAIL_SIZES, start=1):
@@ -169,10 +170,6 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
     original = {"url": public_url(upload_name), "width": upright.width, "height": upright.height}
     logger.info("thumbnails made upload=%s sizes=%s", upload_name, settings.THUMBNAIL_SIZES)
     return {"original": original, "thumbnails": thumbnails}
-
-
-def has_transparency(image: Image.Image) -> bool:
-    return image.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in image.info
 
 
 def fit_within(image: Image.Image, size: int) -> Image.Image:

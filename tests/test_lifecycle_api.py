@@ -178,9 +178,9 @@ def test_stream_state_skips_repeats_and_ends_on_terminal():
     assert state.frame({**running, "progress": 20}) is not None
     assert state.frame({"task_id": "other", "task_status": "finished"}) is None
     assert state.frame({**running, "task_status": "finished", "progress": 100}) is not None
-    assert not state.done
+    assert state.pending == {"b"}
     assert state.initial_frame("b", None) == b'event: missing\ndata: {"task_id": "b"}\n\n'
-    assert state.done
+    assert not state.pending
 
 
 def test_pickled_job_cannot_be_canceled_either(fake_redis):

@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.timesince import timeuntil
 
+from tasks_app.connections import get_connection, redis_outage_as_unavailable
 from tasks_app.status import iso_utc
 
 logger = logging.getLogger(__name__)
@@ -110,13 +111,20 @@ def message_for(address: str, expires_at: datetime) -> EmailMessage:
     return EmailMessage(subject, body, to=[address], headers={"Auto-Submitted": "auto-generated"})
 
 
-def record_confirmation(connection: redis.Redis, address: str) -> str:
-    """Record that an address is confirmed; return when it first was (opening a link twice is fine)."""
-    connection.hsetnx(CONFIRMED_KEY, address, iso_utc(datetime.now(UTC)))
-    return connection.hget(CONFIRMED_KEY, address).decode()
+def confirm(token: str) -> None:
+    """Record the confirmation a link carries; opening a link twice keeps the first time."""
+    address = read_token(token)
+    with redis_outage_as_unavailable():
+        get_connection().hsetnx(CONFIRMED_KEY, address, iso_utc(datetime.now(UTC)))
 
 
-def confirmed_at(connection: redis.Redis, address: str) -> str | None:
-    """When an address was confirmed, or None."""
-    value = connection.hget(CONFIRMED_KEY, address)
+def read_confirmation(token: str) -> tuple[str, str | None]:
+    """The address a confirmation link is for, and when it was confirmed (None if not yet)."""
+    address = read_token(token)
+    return address, confirmed_at(address)
+
+
+def confirmed_at(address: str) -> str | None:
+    with redis_outage_as_unavailable():
+        value = get_connection().hget(CONFIRMED_KEY, address)
     return value.decode() if value is not None else None

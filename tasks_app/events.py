@@ -95,11 +95,10 @@ class EventHub:
 
     def forget(self, task_ids: list[str], queue: asyncio.Queue) -> None:
         for task_id in task_ids:
-            queues = self.listeners.get(task_id)
-            if queues is not None:
-                queues.discard(queue)
-                if not queues:
-                    del self.listeners[task_id]
+            queues = self.listeners.get(task_id, set())
+            queues.discard(queue)
+            if not queues:
+                self.listeners.pop(task_id, None)
 
     def deliver(self, task_id: str, item: Any) -> None:
         for queue in list(self.listeners.get(task_id, ())):
@@ -117,10 +116,9 @@ class EventHub:
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(CHANNEL)
-                    if not self.connected.is_set():
-                        self.connected.set()
-                        for task_id in list(self.listeners):  # reconnected: statuses may have moved
-                            self.deliver(task_id, RESYNC)
+                    self.connected.set()
+                    for task_id in list(self.listeners):  # reconnected: statuses may have moved
+                        self.deliver(task_id, RESYNC)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self.dispatch(message["data"])
@@ -134,11 +132,9 @@ class EventHub:
     def dispatch(self, raw: bytes) -> None:
         try:
             status = json.loads(raw)
-            task_id = status["task_id"]
+            self.deliver(status["task_id"], status)
         except (ValueError, KeyError, TypeError):
             logger.warning("ignoring a malformed event: %r", raw[:200])
-            return
-        self.deliver(task_id, status)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, EventHub] = {}

@@ -148,7 +148,6 @@ def throughput(moment: datetime) -> list[Minute]:
 
 
 def queue_depths() -> list[QueueDepth]:
-    """How many jobs wait, run, are scheduled, deferred, failed and canceled in each queue."""
     depths = []
     for index, name in enumerate(sorted(settings.RQ_QUEUES)):  # django-rq numbers queues by sorted name
         queue = get_queue(name)

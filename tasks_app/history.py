@@ -101,7 +101,6 @@ def fetch_jobs(job_ids: list[str]) -> list[Job | None]:
 
 
 def missing_jobs(job_ids: list[str]) -> list[str]:
-    """The ids among these whose job is no longer in Redis."""
     return [job_id for job_id, job in zip(job_ids, fetch_jobs(job_ids), strict=True) if job is None] if job_ids else []
 
 
@@ -156,7 +155,6 @@ def submitter_of(job: Job) -> dict[str, Any]:
 
 
 def existing_users(jobs: list[Job]) -> set[int]:
-    """The ids of the jobs' submitters whose accounts still exist."""
     ids = [user_id for job in jobs if isinstance(user_id := submitter_of(job).get("user_id"), int)]
     return set(get_user_model().objects.filter(pk__in=ids).values_list("pk", flat=True))
 
@@ -212,13 +210,11 @@ def sync_stale_rows(older_than: timedelta) -> None:
 
 
 def mark_deleted(job_ids: Iterable[str]) -> int:
-    """Mark rows of jobs removed from Redis before they ended."""
     unfinished = JobRecord.objects.filter(job_id__in=list(job_ids)).exclude(status__in=ENDED_STATUSES)
     return unfinished.update(status=JobRecord.Status.DELETED, updated_at=timezone.now())
 
 
 def prune_history(older_than_days: int) -> int:
-    """Delete rows of jobs that ended more than `older_than_days` ago; return how many."""
     cutoff = timezone.now() - timedelta(days=older_than_days)
     old = Q(ended_at__lt=cutoff) | Q(ended_at__isnull=True, created_at__lt=cutoff)
     deleted, _ = JobRecord.objects.filter(old, status__in=ENDED_STATUSES).delete()

@@ -16,7 +16,7 @@ from rq.registry import CanceledJobRegistry
 from rq.serializers import JSONSerializer
 
 from taskqueue_site.settings import parse_rate
-from tasks_app import emails, tasks, thumbnails
+from tasks_app import tasks, thumbnails
 from tasks_app.connections import DEFAULT_QUEUE, get_connection, get_queue, redis_outage_as_unavailable
 from tasks_app.history import NEW_JOBS_KEY
 from tasks_app.signals import send_status_changed
@@ -146,30 +146,10 @@ def enqueue_thumbnails(image: thumbnails.CheckedImage, **options: Any) -> str:
 
 
 def enqueue_confirmation_email(address: str, **options: Any) -> str:
-    """Enqueue the job that sends an address its confirmation link (options as for enqueue_call)."""
     description = f"Confirmation email to {address}"
     return enqueue_call(
         tasks.send_confirmation_email, (address,), kind="confirmation_email", description=description, **options
     )
-
-
-def confirm_email(token: str) -> tuple[str, str]:
-    """Record the confirmation a link carries; return the address and when it was confirmed."""
-    address = emails.read_token(token)
-    with redis_outage_as_unavailable():
-        return address, emails.record_confirmation(get_connection(), address)
-
-
-def read_confirmation(token: str) -> tuple[str, str | None]:
-    """The address a confirmation link is for, and when it was confirmed (None if not yet); records nothing."""
-    address = emails.read_token(token)
-    return address, email_confirmed_at(address)
-
-
-def email_confirmed_at(address: str) -> str | None:
-    """When an address was confirmed through its link, or None."""
-    with redis_outage_as_unavailable():
-        return emails.confirmed_at(get_connection(), address)
 
 
 def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
@@ -211,7 +191,6 @@ def stop_running_task(task_id: str) -> str:
 
 
 def requeue_task(task_id: str) -> str:
-    """Put a failed, stopped or canceled job back on its queue; return its new status."""
     job = fetch_job(task_id)
     try:
         with redis_outage_as_unavailable():

@@ -93,7 +93,6 @@ def fetch_job(task_id: str) -> Job:
 
 
 def get_task_status(task_id: str) -> TaskStatus:
-    """Read a job's status, progress, result and error from Redis."""
     job = fetch_job(task_id)
     with status_read(task_id):
         return describe_job(job)
@@ -169,5 +168,4 @@ def failure_message(job: Job, status: str, exc_string: str | None) -> str:
 
 
 def iso_utc(moment: datetime | None) -> str | None:
-    """Format an aware time as ISO 8601 in UTC with a Z suffix."""
     return moment and moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

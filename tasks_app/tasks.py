@@ -42,7 +42,6 @@ def sleep_task(task_type: int) -> bool:
 
 @reports_start
 def make_thumbnails(upload_name: str) -> dict:
-    """Make the configured thumbnails of a stored upload; return their URLs and sizes."""
     job = get_current_job()
     return thumbnails.make_thumbnails(upload_name, report_progress=lambda percent: report_progress(job, percent))
 

@@ -154,7 +154,8 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
         working = upright if upright.mode == mode else upright.convert(mode)
         thumbnails = []
         for index, size in enumerate(settings.THUMBNAIL_SIZES, start=1):
-            thumbnail = fit_within(working, size)
+            thumbnail = working.copy()
+            thumbnail.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)  # never enlarges
             name = thumbnail_name(upload_name, size)
             delete_quietly(name)  # left by an attempt that was killed: save() would pick another name
             written.append(name)  # before saving, so that a partly written file is deleted too
@@ -172,15 +173,6 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
     return {"original": original, "thumbnails": thumbnails}
 
 
-def fit_within(image: Image.Image, size: int) -> Image.Image:
-    """Scale an image down (never up) to fit a size x size square, keeping its proportions."""
-    scale = min(1.0, size / max(image.width, image.height))
-    dimensions = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    if dimensions == image.size:
-        return image
-    return image.resize(dimensions, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-
 def encode(image: Image.Image, image_format: str) -> bytes:
     """Encode a thumbnail with its colour profile but no EXIF (no GPS position, no rotation tag)."""
     options = dict(SAVE_OPTIONS[image_format])
@@ -192,7 +184,6 @@ def encode(image: Image.Image, image_format: str) -> bytes:
 
 
 def discard(upload_name: str) -> None:
-    """Delete an upload and every thumbnail made from it."""
     for name in [upload_name, *(thumbnail_name(upload_name, size) for size in settings.THUMBNAIL_SIZES)]:
         delete_quietly(name)
 

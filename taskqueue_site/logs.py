@@ -1,7 +1,6 @@
-"""settings.LOGGING_CONFIG, and the JSON formatter: one object a line, tracebacks included, for log collectors."""
+"""The JSON log formatter: one object a line, tracebacks included, for log collectors."""
 
 import logging
-import logging.config
 import re
 from typing import Any
 
@@ -17,12 +16,6 @@ JOB_ID_IN_MESSAGE = re.compile(
 # RQ colours parts of its messages when stdout is a terminal.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 UVICORN_ACCESS_FIELDS = ("client", "method", "path", "http_version", "status_code")
-
-
-def configure_logging(config: dict[str, Any]) -> None:
-    """Apply settings.LOGGING, and log Python warnings as events instead of printing them raw."""
-    logging.config.dictConfig(config)
-    logging.captureWarnings(True)
 
 
 class JSONFormatter(JsonFormatter):

@@ -3,6 +3,7 @@
 .env.example lists and explains every variable; comments here say only why.
 """
 
+import logging
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -97,11 +98,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and workers write history rows at once: WAL lets readers and the writer proceed together,
     # and IMMEDIATE transactions make writers wait for the lock instead of failing "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
-        }
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", transaction_mode="IMMEDIATE", timeout=20
     )
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -116,15 +113,9 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles")
-STORAGES = {
-    "staticfiles": {
-        "BACKEND": (
-            "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        )
-    },
-}
+STORAGES = {"staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}
+if DEBUG:  # serves files as they are, with no manifest to build first
+    STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -139,10 +130,7 @@ REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", 0.5, validate=NON_NEG
 
 
 def redis_url_with_timeouts(url: str, connect_timeout: float, socket_timeout: float) -> str:
-    """Add socket timeouts to a Redis URL unless it names them, so every client built from it gives up.
-
-    django-rq ignores CONNECTION_KWARGS for a queue configured by URL; redis-py reads the URL's query.
-    """
+    """Add socket timeouts to a Redis URL unless it names them: django-rq ignores CONNECTION_KWARGS for a URL."""
     parts = urlsplit(url)
     if parts.scheme not in {"redis", "rediss", "unix"}:
         raise ImproperlyConfigured(f"REDIS_URL must start with redis://, rediss:// or unix://, not {url!r}")
@@ -341,7 +329,7 @@ if TASK_ABANDONED_AFTER_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS + 1:
 LOG_FORMAT = env.str("DJANGO_LOG_FORMAT", "plain" if DEBUG else "json", validate=validate.OneOf(["json", "plain"]))
 LOG_LEVEL = env.log_level("DJANGO_LOG_LEVEL", "INFO")
 
-LOGGING_CONFIG = "taskqueue_site.logs.configure_logging"
+logging.captureWarnings(True)  # Python warnings become log events, not raw stderr text
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -149,10 +149,7 @@ async def stream_async(
     read_status: Callable[[str], Any],
     is_terminal: Callable[[str], bool],
 ) -> AsyncIterator[bytes]:
-    """Yield SSE frames for some tasks until all have ended (or the client goes away).
-
-    Each keepalive re-reads the tasks: a change that published nothing (RQ's cleanup) still ends it.
-    """
+    """Yield SSE frames until every task has ended; keepalives re-read them, as RQ's cleanup publishes nothing."""
     state = StreamState(task_ids, is_terminal)
     events_hub = hub()
     queue = events_hub.listen(task_ids)

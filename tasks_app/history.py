@@ -29,9 +29,8 @@ from tasks_app.status import TERMINAL_STATUSES, WAITING_STATUSES, TaskStatus, de
 logger = logging.getLogger(__name__)
 
 RESULT_MAX_CHARS = 500
-SYNC_BATCH = 500
-# At most this many batches a call, so that a worker's pause between jobs stays short.
-NEW_JOBS_BATCH = 500
+# Jobs read or written at once; at most a few batches of new jobs a call keep a worker's pause short.
+BATCH = 500
 NEW_JOBS_MAX_BATCHES = 4
 ENDED_STATUSES = frozenset(TERMINAL_STATUSES | {JobRecord.Status.DELETED})
 # Ids of enqueued jobs whose row is not written yet.
@@ -46,14 +45,11 @@ def record_status_change(sender: Any, job: Job, task: TaskStatus, traceback: str
 
 
 def record_new_jobs() -> int:
-    """Write the rows of jobs enqueued since the last call, a few batches at most; return how many.
-
-    A process killed meanwhile loses the batch's "queued" rows; each job's next change writes its row.
-    """
+    """Write the rows of jobs enqueued since the last call, a few batches at most; return how many."""
     recorded = 0
     for _ in range(NEW_JOBS_MAX_BATCHES):
         with redis_outage_as_unavailable():
-            job_ids = [job_id.decode() for job_id in get_connection().lpop(NEW_JOBS_KEY, NEW_JOBS_BATCH) or []]
+            job_ids = [job_id.decode() for job_id in get_connection().lpop(NEW_JOBS_KEY, BATCH) or []]
         if not job_ids:
             break
         try:
@@ -67,7 +63,7 @@ def record_new_jobs() -> int:
                 # their next change writes it (a scheduled job may take long to change).
                 logger.error("%d new jobs left without a history row: %s", len(job_ids), " ".join(job_ids))
             raise
-        if len(job_ids) < NEW_JOBS_BATCH:
+        if len(job_ids) < BATCH:
             break
     return recorded
 
@@ -95,7 +91,7 @@ def insert_new_rows(job_ids: list[str]) -> int:
 
 
 def fetch_jobs(job_ids: list[str]) -> list[Job | None]:
-    """Read many jobs in one round trip, in order; None for each job that is gone."""
+    """Read many jobs in one round trip; None for each job that is gone."""
     with redis_outage_as_unavailable():
         return Job.fetch_many(job_ids, connection=get_connection(), serializer=JSONSerializer)
 
@@ -190,8 +186,8 @@ def sync_with_redis(job_ids: Iterable[str]) -> None:
     """Announce changes made without a signal (django-rq's pages, RQ's cleanup); mark gone jobs deleted."""
     job_ids = list(dict.fromkeys(job_ids))
     # In batches: an emptied queue may have held many thousands of jobs.
-    for start in range(0, len(job_ids), SYNC_BATCH):
-        batch = job_ids[start : start + SYNC_BATCH]
+    for start in range(0, len(job_ids), BATCH):
+        batch = job_ids[start : start + BATCH]
         jobs = fetch_jobs(batch)
         rows = dict(JobRecord.objects.filter(job_id__in=batch).values_list("job_id", "status"))
         mark_deleted([job_id for job_id, job in zip(batch, jobs, strict=True) if job is None])
@@ -204,8 +200,8 @@ def sync_with_redis(job_ids: Iterable[str]) -> None:
 def sync_stale_rows(older_than: timedelta) -> None:
     """Catch up rows unchanged for a while; waiting ones are checked for existence (one EXISTS each)."""
     stale = JobRecord.objects.filter(updated_at__lt=timezone.now() - older_than).order_by("updated_at")
-    sync_with_redis(stale.filter(status=JobRecord.Status.STARTED).values_list("job_id", flat=True)[:SYNC_BATCH])
-    waiting = stale.filter(status__in=WAITING_STATUSES).values_list("job_id", flat=True)[:SYNC_BATCH]
+    sync_with_redis(stale.filter(status=JobRecord.Status.STARTED).values_list("job_id", flat=True)[:BATCH])
+    waiting = stale.filter(status__in=WAITING_STATUSES).values_list("job_id", flat=True)[:BATCH]
     mark_deleted(missing_jobs(list(waiting)))
 
 

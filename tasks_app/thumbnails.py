@@ -149,8 +149,7 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
             upright = ImageOps.exif_transpose(image)  # the camera's rotation, applied to the pixels
         report_progress(10)
         image_format, _ = THUMBNAIL_FORMATS[PurePosixPath(upload_name).suffix.lstrip(".")]
-        transparent = upright.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in upright.info
-        mode = "RGBA" if transparent else "RGB"
+        mode = "RGBA" if upright.has_transparency_data else "RGB"
         working = upright if upright.mode == mode else upright.convert(mode)
         thumbnails = []
         for index, size in enumerate(settings.THUMBNAIL_SIZES, start=1):
@@ -175,11 +174,8 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
 
 def encode(image: Image.Image, image_format: str) -> bytes:
     """Encode a thumbnail with its colour profile but no EXIF (no GPS position, no rotation tag)."""
-    options = dict(SAVE_OPTIONS[image_format])
-    if image.info.get("icc_profile"):
-        options["icc_profile"] = image.info["icc_profile"]
     buffer = BytesIO()
-    image.save(buffer, format=image_format, **options)
+    image.save(buffer, format=image_format, icc_profile=image.info.get("icc_profile"), **SAVE_OPTIONS[image_format])
     return buffer.getvalue()
 
 
@@ -198,7 +194,6 @@ def delete_quietly(name: str) -> None:
 
 
 def upload_of(job) -> str | None:
-    """The stored upload a thumbnail job works on; None for any other job."""
     return job.meta.get("upload") if job.meta.get("kind") == "thumbnail" else None
 
 

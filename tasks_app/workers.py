@@ -31,12 +31,9 @@ class JSONWorkerOptions:
         worker_ttl = beat + RQ_IDLE_WAIT_MARGIN_SECONDS
         super().__init__(*args, serializer=JSONSerializer, worker_ttl=worker_ttl, **kwargs)
         # Unlike the web, a worker waits for Redis to come back rather than quit in the middle of a job.
-        for connection in {
-            id(client): client for client in (self.connection, *(q.connection for q in self.queues))
-        }.values():
-            connection.set_retry(
-                RedisRetry(ExponentialBackoff(cap=REDIS_OUTAGE_MAX_WAIT_SECONDS, base=0.1), REDIS_OUTAGE_RETRIES)
-            )
+        backoff = ExponentialBackoff(cap=REDIS_OUTAGE_MAX_WAIT_SECONDS, base=0.1)
+        for client in {self.connection, *(queue.connection for queue in self.queues)}:
+            client.set_retry(RedisRetry(backoff, REDIS_OUTAGE_RETRIES))
 
 
 class JSONWorker(JSONWorkerOptions, Worker):

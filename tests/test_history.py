@@ -89,7 +89,7 @@ def test_a_submitter_that_is_not_a_user_or_an_address_is_not_trusted(fake_redis)
 
 
 def test_a_batch_records_jobs_as_they_are_now_and_skips_those_already_recorded_or_gone(fake_redis, monkeypatch):
-    monkeypatch.setattr(history, "NEW_JOBS_BATCH", 2)
+    monkeypatch.setattr(history, "BATCH", 2)
     waiting, canceled, gone, *more = [jobs.enqueue_task(1) for _ in range(6)]
     delayed = jobs.enqueue_task(1, delay=60)
     jobs.cancel_task(canceled)  # its event wrote the row already
@@ -304,7 +304,7 @@ def test_sync_catches_up_with_changes_made_behind_the_signals_back(fake_redis, p
 
 
 def test_sync_goes_through_many_jobs_in_batches(fake_redis, monkeypatch):
-    monkeypatch.setattr(history, "SYNC_BATCH", 3)
+    monkeypatch.setattr(history, "BATCH", 3)
     job_ids = [jobs.enqueue_task(1) for _ in range(7)]
     history.record_new_jobs()
     for job_id in job_ids[:5]:

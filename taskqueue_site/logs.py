@@ -1,11 +1,6 @@
-"""How the site logs: settings.LOGGING_CONFIG and the JSON formatter that settings.LOGGING names.
-
-python-json-logger writes each record as one JSON object on one line (tracebacks included, their
-newlines escaped), so a log collector parses every event without guessing where it ends.
-"""
+"""The JSON log formatter: one object a line, tracebacks included, for log collectors."""
 
 import logging
-import logging.config
 import re
 from typing import Any
 
@@ -21,12 +16,6 @@ JOB_ID_IN_MESSAGE = re.compile(
 # RQ colours parts of its messages when stdout is a terminal.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 UVICORN_ACCESS_FIELDS = ("client", "method", "path", "http_version", "status_code")
-
-
-def configure_logging(config: dict[str, Any]) -> None:
-    """Apply settings.LOGGING, and log Python warnings as events instead of printing them raw."""
-    logging.config.dictConfig(config)
-    logging.captureWarnings(True)
 
 
 class JSONFormatter(JsonFormatter):
@@ -50,20 +39,10 @@ class JSONFormatter(JsonFormatter):
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         super().add_fields(log_data, record, message_dict)
         message = log_data["message"] = ANSI_ESCAPE.sub("", str(log_data["message"]))
-        job_id = log_data.get("job_id") or job_id_in(message) or running_job_id()
+        match = JOB_ID_IN_MESSAGE.search(message)
+        job = get_current_job()  # the job this process runs, inside a worker
+        job_id = log_data.get("job_id") or (match and (match["named"] or match["uuid"])) or (job and job.id)
         if job_id:
             log_data["job_id"] = job_id
         if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
             log_data.update(zip(UVICORN_ACCESS_FIELDS, record.args, strict=True))
-
-
-def job_id_in(message: str) -> str | None:
-    """Return the job id a message names (job_id=<id>, or RQ's uuid4 ids), if any."""
-    match = JOB_ID_IN_MESSAGE.search(message)
-    return match and (match.group("named") or match.group("uuid"))
-
-
-def running_job_id() -> str | None:
-    """Return the id of the job this process is running (inside a worker's job), if any."""
-    job = get_current_job()
-    return job.id if job is not None else None

@@ -1,9 +1,9 @@
-"""Settings for taskqueue, read from the environment with safe development defaults.
+"""Settings for taskqueue, from environment variables with development defaults.
 
-Every knob is an environment variable; README.md lists them all. Production is simply
-``DJANGO_DEBUG=false`` plus a real ``DJANGO_SECRET_KEY`` and ``DJANGO_ALLOWED_HOSTS``.
+.env.example lists and explains every variable; comments here say only why.
 """
 
+import logging
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -13,14 +13,12 @@ from marshmallow import Schema, fields
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# Each variable is read with its type and default; a malformed value stops the start-up with an
-# error that names the variable ('Environment variable "X" invalid: ...').
+# A malformed value stops the start-up with an error that names the variable.
 env = Env()
 NON_NEGATIVE = validate.Range(min=0)
 
 
 def names(variable: str, default: list[str]) -> list[str]:
-    """Read a comma-separated list of names (hosts, origins), blanks around them ignored."""
     return [name for name in env.list(variable, default, subcast=str.strip) if name]
 
 
@@ -37,22 +35,14 @@ if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_DEBUG is off")
 CSRF_TRUSTED_ORIGINS = names("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
-# --- HTTPS and security headers (on when DJANGO_DEBUG is off) -----------------------------------
-
-# Production runs behind a TLS proxy; `uvicorn --proxy-headers` believes its X-Forwarded-Proto
-# when the proxy's address is in FORWARDED_ALLOW_IPS, so request.is_secure() sees HTTPS.
-# /healthz needs no exemption: tasks_app.middleware.HealthCheckMiddleware answers it first.
+# Behind a TLS proxy, the server believes X-Forwarded-Proto from FORWARDED_ALLOW_IPS. /healthz needs
+# no exemption from the redirect: tasks_app.middleware.HealthCheckMiddleware answers it first.
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600, validate=NON_NEGATIVE)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", True)
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
-# Django's defaults, stated because check --deploy and the tests rely on them.
-SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_REFERRER_POLICY = "same-origin"
-SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
-X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -96,27 +86,19 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "taskqueue_site.wsgi.application"
-ASGI_APPLICATION = "taskqueue_site.asgi.application"
 
 DATABASES = {
     "default": env.dj_db_url(
         "DATABASE_URL",
         f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        # Kept open between requests: every new task writes a history row.
         conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60, validate=NON_NEGATIVE),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Every web request that enqueues and every worker status change writes a history row.
-    # Write-ahead logging lets readers and the writer proceed together and skips an fsync per
-    # commit; IMMEDIATE transactions take the write lock up front, so concurrent writers wait
-    # (up to the timeout) instead of failing with "database is locked".
+    # Web and workers write history rows at once: WAL lets readers and the writer proceed together,
+    # and IMMEDIATE transactions make writers wait for the lock instead of failing "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
-        }
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", transaction_mode="IMMEDIATE", timeout=20
     )
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -126,33 +108,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
-USE_I18N = True
-USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles")
-STORAGES = {
-    # "default" (uploads and thumbnails) is set in the media section below.
-    "staticfiles": {
-        "BACKEND": (
-            "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        )
-    },
-}
+STORAGES = {"staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}
+if DEBUG:  # serves files as they are, with no manifest to build first
+    STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The public API takes small bodies only ({"type": 1}); anything larger is refused with a 400
-# before Django parses it.
+# The public API takes small bodies only ({"type": 1}); larger ones are refused before parsing.
 TASKS_MAX_BODY_BYTES = env.int("TASKS_MAX_BODY_BYTES", 16 * 1024, validate=NON_NEGATIVE)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(TASKS_MAX_BODY_BYTES, 2_621_440)
-
-# --- Redis and RQ -------------------------------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Seconds to wait for Redis before answering 503. Keep the sum of both under two seconds.
@@ -161,12 +130,7 @@ REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", 0.5, validate=NON_NEG
 
 
 def redis_url_with_timeouts(url: str, connect_timeout: float, socket_timeout: float) -> str:
-    """Add socket timeouts to a Redis URL unless it already names them.
-
-    django-rq ignores CONNECTION_KWARGS for a queue configured by URL, but redis-py reads
-    these query parameters from the URL itself, so every client built from it (ours, the
-    worker's, django-rq's admin pages) gives up on a dead server instead of hanging.
-    """
+    """Add socket timeouts to a Redis URL unless it names them: django-rq ignores CONNECTION_KWARGS for a URL."""
     parts = urlsplit(url)
     if parts.scheme not in {"redis", "rediss", "unix"}:
         raise ImproperlyConfigured(f"REDIS_URL must start with redis://, rediss:// or unix://, not {url!r}")
@@ -178,16 +142,11 @@ def redis_url_with_timeouts(url: str, connect_timeout: float, socket_timeout: fl
 
 RQ_REDIS_URL = redis_url_with_timeouts(REDIS_URL, REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT)
 
-
-# --- Redis Sentinel -----------------------------------------------------------------------------
-
-# REDIS_SENTINELS ("host:port,host:port") and REDIS_MASTER_NAME replace REDIS_URL, in the web
-# and the workers alike: every client asks the sentinels where the master is whenever it
-# connects, so after a failover it finds the promoted replica by itself.
+# REDIS_SENTINELS ("host:port,...") and REDIS_MASTER_NAME replace REDIS_URL: every client asks the
+# sentinels where the master is whenever it connects, so it follows a failover by itself.
 
 
 def host_and_port(item: str) -> tuple[str, int]:
-    """Read one "host:port" of REDIS_SENTINELS (an IPv6 address in brackets)."""
     host, _, port = item.strip().rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValidationError(f"{item.strip()!r} is not host:port")
@@ -198,7 +157,6 @@ REDIS_SENTINELS = env.list("REDIS_SENTINELS", [], subcast=host_and_port)
 REDIS_MASTER_NAME = env.str("REDIS_MASTER_NAME", "").strip()
 if bool(REDIS_SENTINELS) != bool(REDIS_MASTER_NAME):
     raise ImproperlyConfigured("REDIS_SENTINELS and REDIS_MASTER_NAME must be set together")
-# With a URL these live in the URL; Sentinel has no URL, so they have their own variables.
 REDIS_DB = env.int("REDIS_DB", 0, validate=NON_NEGATIVE)
 REDIS_PASSWORD = env.str("REDIS_PASSWORD", "")
 REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", "")
@@ -222,11 +180,9 @@ def sentinel_connection(
         "DB": db,
         "PASSWORD": password or None,
         "SOCKET_TIMEOUT": socket_timeout,
-        # Asks the sentinels again on every reconnection, retries included. Named by its path, as
-        # settings import no app code; tasks_app's AppConfig.ready() imports it for redis-py.
+        # The class by its path, as settings import no app code; tasks_app's AppConfig.ready() imports it.
         "CONNECTION_KWARGS": {"socket_connect_timeout": connect_timeout, "connection_class": connection_class},
-        # A sentinel answers at once or not at all: the connect timeout bounds both waits, so
-        # even asking three dead sentinels fits in the two seconds the web allows itself.
+        # A sentinel answers at once or not at all: the connect timeout bounds both waits.
         "SENTINEL_KWARGS": {
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": connect_timeout,
@@ -261,21 +217,12 @@ RQ_QUEUES = {
     for name in TASK_QUEUES
 }
 
-RQ = {
-    # Enqueue at once so the view can answer with the job's id.
-    "COMMIT_MODE": "auto",
-    # Forces the JSON serializer even when `rqworker` is run without --serializer.
-    "WORKER_CLASS": "tasks_app.workers.JSONWorker",
-}
+# Enqueue at once, so the view can answer with the job's id; JSON even for `rqworker` without --serializer.
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "tasks_app.workers.JSONWorker"}
 RQ_SHOW_ADMIN_LINK = True
-# Bearer token for django-rq's JSON stats and Prometheus metrics (Authorization header only).
 RQ_API_TOKEN = env.str("RQ_API_TOKEN", "")
 
-# --- The tasks ----------------------------------------------------------------------------------
-
-# Task type N sleeps N x TASK_UNIT_SECONDS (the original app: 10, 20, 30 seconds).
 TASK_UNIT_SECONDS = env.float("TASK_UNIT_SECONDS", 10.0, validate=NON_NEGATIVE)
-# How long finished and failed jobs stay readable through GET /tasks/<id>.
 TASK_RESULT_TTL = env.int("TASK_RESULT_TTL", 24 * 3600, validate=NON_NEGATIVE)
 
 
@@ -285,8 +232,7 @@ class TaskPolicy(Schema):
     retry_intervals = fields.List(fields.Int(strict=True, validate=NON_NEGATIVE))
 
 
-# Per kind of task: the job timeout (seconds), how many times a failure is retried, and the
-# waits between attempts (the last one repeats). Override any of it with TASK_POLICIES (JSON).
+# Per kind of task: timeout (seconds), retries, and the waits between attempts (the last repeats).
 TASK_POLICIES = {
     "sleep": {"timeout": int(max(60, 6 * TASK_UNIT_SECONDS)), "max_retries": 2, "retry_intervals": [5, 30]},
     # A failure is rarely transient (the image was checked in the web), so retry once.
@@ -294,18 +240,16 @@ TASK_POLICIES = {
     # SMTP servers refuse for a while (4xx, greylisting, restarts): back off up to 15 minutes.
     "confirmation_email": {"timeout": 60, "max_retries": 4, "retry_intervals": [10, 60, 300, 900]},
 }
-# Such as {"sleep": {"timeout": 90}}: unknown kinds and fields, and bad values, are refused.
+# Unknown kinds and fields, and bad values, are refused.
 TASK_POLICY_OVERRIDES = Schema.from_dict({kind: fields.Nested(TaskPolicy) for kind in TASK_POLICIES})()
 for kind, override in env.json("TASK_POLICIES", {}, validate=TASK_POLICY_OVERRIDES.load).items():
     TASK_POLICIES[kind].update(override)
-
-# --- Protection against floods -----------------------------------------------------------------
 
 RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 def parse_rate(raw: str) -> tuple[int, int] | None:
-    """Parse a rate such as "60/m" into (requests, window seconds); "off" (or "0") is None."""
+    """Parse a rate such as "60/m" into (requests, window seconds); "off" is None."""
     value = raw.strip().lower()
     if value in {"off", "0", "none", ""}:
         return None
@@ -315,14 +259,9 @@ def parse_rate(raw: str) -> tuple[int, int] | None:
     return int(count), RATE_UNITS[unit]
 
 
-# New tasks per client (IP address) and window: POST /tasks and the page's form answer 429 with
-# Retry-After beyond it. "off" disables it (benchmarks do).
 TASKS_RATE_LIMIT = env.str("TASKS_RATE_LIMIT", "60/m")
 parse_rate(TASKS_RATE_LIMIT)  # fail at start-up, not on the first request
-# New work is refused with 503 while the target queue holds this many waiting jobs (0: no limit).
 TASKS_MAX_QUEUE_DEPTH = env.int("TASKS_MAX_QUEUE_DEPTH", 10_000, validate=NON_NEGATIVE)
-
-# --- Uploads, thumbnails and email -------------------------------------------------------------
 
 
 def json_object(value) -> None:
@@ -330,48 +269,36 @@ def json_object(value) -> None:
         raise ValidationError("Must be a JSON object.")
 
 
-# Uploads and thumbnails go through Django's default storage: files under MEDIA_ROOT, unless
-# DJANGO_STORAGE_BACKEND names another storage (S3 and the like; its OPTIONS as JSON). Web and
-# workers must see the same storage: one disk, a volume shared by containers, or a bucket.
+# Uploads and thumbnails go through the default storage, which web and workers must share.
 MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", BASE_DIR / "var" / "media")
 MEDIA_URL = env.str("DJANGO_MEDIA_URL", "/media/")
 STORAGES["default"] = {
     "BACKEND": env.str("DJANGO_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
     "OPTIONS": env.json("DJANGO_STORAGE_OPTIONS", {}, validate=json_object),
 }
-# Django serves MEDIA_URL from MEDIA_ROOT itself in development, and in production when no proxy
-# or bucket does (compose); switch it off where a proxy serves the files.
 SERVE_MEDIA = env.bool("DJANGO_SERVE_MEDIA", DEBUG)
 
-# Thumbnails fit in squares of these sizes (pixels), made from uploads of at most this many bytes
-# and pixels (more pixels than that is refused as a decompression bomb before decoding).
-THUMBNAIL_SIZES = sorted(
-    set(env.list("THUMBNAIL_SIZES", [128, 256, 512], subcast=int, validate=validate.Length(min=1)))
-)
+# Square sizes of thumbnails (pixels); more pixels than the limit is refused as a decompression bomb.
+THUMBNAIL_SIZES = env.list("THUMBNAIL_SIZES", [128, 256, 512], subcast=int, validate=validate.Length(min=1))
+THUMBNAIL_SIZES = sorted(set(THUMBNAIL_SIZES))
 if not 16 <= THUMBNAIL_SIZES[0] <= THUMBNAIL_SIZES[-1] <= 4096:
     raise ImproperlyConfigured("THUMBNAIL_SIZES must list whole numbers from 16 to 4096")
 THUMBNAIL_MAX_UPLOAD_BYTES = env.int("THUMBNAIL_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, validate=NON_NEGATIVE)
 THUMBNAIL_MAX_PIXELS = env.int("THUMBNAIL_MAX_PIXELS", 50_000_000, validate=NON_NEGATIVE)
-# The first handler stops storing any uploaded file past THUMBNAIL_MAX_UPLOAD_BYTES, so an
-# oversized upload never fills the disk, whichever view receives it.
+# The first handler stops storing any upload past THUMBNAIL_MAX_UPLOAD_BYTES, whichever view gets it.
 FILE_UPLOAD_HANDLERS = [
     "tasks_app.uploads.UploadLimitHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 
-# Links in emails and thumbnail URLs in job results are absolute, built on this public address.
-SITE_URL = (
-    env.str(
-        "SITE_URL", "http://127.0.0.1:8000", validate=validate.URL(schemes={"http", "https"}, require_tld=False)
-    ).rstrip("/")
-    + "/"
+SITE_URL = env.str(
+    "SITE_URL", "http://127.0.0.1:8000", validate=validate.URL(schemes={"http", "https"}, require_tld=False)
 )
-# How long a confirmation link works.
+SITE_URL = SITE_URL.rstrip("/") + "/"
 CONFIRMATION_MAX_AGE_SECONDS = env.int("CONFIRMATION_MAX_AGE_SECONDS", 2 * 24 * 3600, validate=NON_NEGATIVE)
 
-# Email: printed to the console in development; SMTP once EMAIL_HOST is set, and always in
-# production (a missing server then fails loudly instead of losing mail). EMAIL_BACKEND overrides.
+# Console in development; SMTP once EMAIL_HOST is set, and always in production (fails loudly).
 EMAIL_HOST = env.str("EMAIL_HOST", "").strip()
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", "").strip() or (
     "django.core.mail.backends.smtp.EmailBackend"
@@ -386,17 +313,11 @@ EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", False)
 if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one of them")
-# Seconds before a silent SMTP server counts as a failure (and the job is retried), not forever.
 EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", 10.0, validate=NON_NEGATIVE)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "taskqueue <noreply@localhost>")
 
-# --- Job history and monitoring (the admin) --------------------------------------------------------
-
-# `manage.py prune_job_history` deletes rows of jobs that ended longer ago than this.
 TASK_HISTORY_RETENTION_DAYS = env.int("TASK_HISTORY_RETENTION_DAYS", 30, validate=NON_NEGATIVE)
-# A worker heartbeats, and runs RQ's maintenance, this often (tasks_app/workers.py).
 WORKER_HEARTBEAT_SECONDS = max(1, env.int("WORKER_HEARTBEAT_SECONDS", 5))
-# A started job whose worker has been silent this long is failed, or retried per its policy.
 TASK_ABANDONED_AFTER_SECONDS = env.float("TASK_ABANDONED_AFTER_SECONDS", 15, validate=NON_NEGATIVE)
 if TASK_ABANDONED_AFTER_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS + 1:
     raise ImproperlyConfigured(
@@ -404,30 +325,24 @@ if TASK_ABANDONED_AFTER_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS + 1:
         "or busy workers' jobs would be failed as abandoned"
     )
 
-# --- Logging ------------------------------------------------------------------------------------
-
-# One line per event. JSON (taskqueue_site/logs.py) for log collectors in production,
-# with the job's id as its own field; plain text for people at a terminal.
+# One line per event: JSON with the job's id as a field for log collectors, plain text for people.
 LOG_FORMAT = env.str("DJANGO_LOG_FORMAT", "plain" if DEBUG else "json", validate=validate.OneOf(["json", "plain"]))
 LOG_LEVEL = env.log_level("DJANGO_LOG_LEVEL", "INFO")
 
-LOGGING_CONFIG = "taskqueue_site.logs.configure_logging"
+logging.captureWarnings(True)  # Python warnings become log events, not raw stderr text
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "taskqueue_site.logs.JSONFormatter"},  # python-json-logger
+        "json": {"()": "taskqueue_site.logs.JSONFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        # uvicorn configures its loggers before it loads Django (from taskqueue_site/
-        # uvicorn_logging.json in production); in each server process Django then sends its
-        # server and access logs through our handler, in the chosen format.
+        # The server's own logs go through our handler too, in the chosen format.
         "uvicorn": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "uvicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        # Python warnings (configure_logging captures them) as events too, not raw stderr text.
         "py.warnings": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

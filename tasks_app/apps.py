@@ -7,7 +7,6 @@ from django.utils.module_loading import import_string
 class TasksAppConfig(AppConfig):
     name = "tasks_app"
     verbose_name = "Tasks"
-    default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         from tasks_app import events, history, permissions, signals, thumbnails

@@ -1,9 +1,7 @@
-"""RQ's job callbacks (given at enqueue: jobs.CALLBACKS) and the tasks' start report.
+"""RQ's job callbacks (jobs.CALLBACKS) and the tasks' start report, sent as signals.job_status_changed.
 
-Each sends signals.job_status_changed, whose receivers keep the history row and the event
-streams current. RQ calls a callback before it stores the outcome, so each one describes the
-status the job is about to have. Callbacks never raise: RQ would count an error as the job
-failing, and a failing callback would stop RQ's cleanup of abandoned jobs.
+RQ calls a callback before it stores the outcome, so each describes the status the job is about to
+have. Callbacks never raise: RQ would count it as the job failing, or stop its cleanup of abandoned jobs.
 """
 
 import logging
@@ -77,11 +75,7 @@ def report(job: Job, task: Callable[[], TaskStatus], traceback: str = "") -> Non
     except Exception:
         logger.exception("job_id=%s: could not report its new status", job.id)
     finally:
-        release_database()
-
-
-def release_database() -> None:
-    """Close this process's database connections: the worker forks its work horses, which must not share one."""
-    # A test's in-process worker runs inside the test's transaction, which must stay open.
-    if not any(connection.in_atomic_block for connection in connections.all(initialized_only=True)):
-        connections.close_all()
+        # The worker's forked work horses must not share a database connection; a test's in-process
+        # worker runs inside the test's transaction, which must stay open.
+        if not any(connection.in_atomic_block for connection in connections.all(initialized_only=True)):
+            connections.close_all()

@@ -57,11 +57,7 @@ def get_queue(queue_name: str) -> Queue:
 
 @contextmanager
 def separate_client() -> Iterator[Redis]:
-    """A client of its own, closed after use, for RQ calls that change their client's settings.
-
-    RQ's Worker.__init__ (run by Worker.all) raises its client's socket timeout to minutes;
-    on the shared client every later request would then hang with Redis instead of failing.
-    """
+    """A client of its own, closed after use: Worker.all raises its client's socket timeout to minutes."""
     client = build_connection(settings.RQ_QUEUES[DEFAULT_QUEUE])
     try:
         yield client
@@ -70,12 +66,7 @@ def separate_client() -> Iterator[Redis]:
 
 
 def build_connection(config: dict[str, Any]) -> Redis:
-    """A client without retries for a RQ_QUEUES entry (from its URL, or through Sentinel).
-
-    No retries: a dead Redis costs one connect timeout, not several with back-off in between.
-    Through Sentinel the client asks for the master's address on each new connection, so after
-    a failover the next request reaches the promoted replica.
-    """
+    """A client for a RQ_QUEUES entry (its URL, or Sentinel), without retries: a dead Redis costs one timeout."""
     if "SENTINELS" not in config:
         return Redis.from_url(config["URL"], retry=RedisRetry(NoBackoff(), 0))
     sentinel = Sentinel(
@@ -90,15 +81,10 @@ def build_connection(config: dict[str, Any]) -> Redis:
 
 
 def build_subscription_connection(config: dict[str, Any]) -> redis.asyncio.Redis:
-    """The asyncio client of the event subscription for a RQ_QUEUES entry: its URL, or Sentinel.
-
-    No read timeout: a subscription waits for messages as long as there are none, and the
-    health checks find a dead connection instead.
-    """
+    """The asyncio client of the event subscription: no read timeout, health checks find a dead connection."""
     if "SENTINELS" not in config:
-        url = settings.REDIS_URL  # without the read timeout that RQ_QUEUES' URL carries
-        return redis.asyncio.Redis.from_url(
-            url, socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT, health_check_interval=10
+        return redis.asyncio.Redis.from_url(  # REDIS_URL: without the RQ_QUEUES URL's read timeout
+            settings.REDIS_URL, socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT, health_check_interval=10
         )
     sentinel = redis.asyncio.sentinel.Sentinel(
         config["SENTINELS"],

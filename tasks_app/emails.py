@@ -1,9 +1,4 @@
-"""Confirmation emails: signed expiring links, sending at most once per job, recorded confirmations.
-
-A link carries the address signed with SECRET_KEY and a timestamp (TimestampSigner), so it needs no
-stored state until it is opened; opening it records the confirmation in Redis. Sending is guarded
-by a per-job mark in Redis so that a retried job never sends a second message.
-"""
+"""Confirmation emails: signed expiring links, sent at most once per job, confirmations kept in Redis."""
 
 import json
 import logging
@@ -18,6 +13,9 @@ from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.timesince import timeuntil
+
+from tasks_app.connections import get_connection, redis_outage_as_unavailable
+from tasks_app.status import iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +45,6 @@ class DeliveryUncertain(Exception):
     """An earlier attempt stopped while handing the message over; sending again could duplicate it."""
 
 
-def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def now_iso() -> str:
-    return iso_utc(datetime.now(UTC))
-
-
 def make_token(address: str) -> str:
     """Sign an address with the current time; read_token() gives it back until it expires."""
     return signing.TimestampSigner(salt=SALT).sign_object({"email": address})
@@ -81,11 +71,7 @@ def confirmation_link(address: str) -> str:
 
 
 def send_confirmation(address: str, *, job_id: str, connection: redis.Redis) -> dict:
-    """Send the confirmation email of a job once: a retry after a delivered message sends nothing.
-
-    A failure of the mail server (refused connection, timeout, a 4xx or 5xx answer) means the
-    message was not accepted: the mark is removed and the error raised, so the job is retried.
-    """
+    """Send the confirmation email of a job once: a retry after a delivered message sends nothing."""
     expires_at = datetime.now(UTC) + timedelta(seconds=settings.CONFIRMATION_MAX_AGE_SECONDS)
     message = message_for(address, expires_at)
     message.message()  # a message that cannot be built fails here, before anything is marked
@@ -104,7 +90,7 @@ def send_confirmation(address: str, *, job_id: str, connection: redis.Redis) -> 
     except (smtplib.SMTPException, OSError):
         connection.delete(key)  # not accepted by the server: a retry may send it
         raise
-    result = {"email": address, "sent_at": now_iso(), "link_expires_at": iso_utc(expires_at)}
+    result = {"email": address, "sent_at": iso_utc(datetime.now(UTC)), "link_expires_at": iso_utc(expires_at)}
     logger.info("job_id=%s confirmation email sent", job_id)
     try:
         connection.set(key, json.dumps(result), ex=SENT_MARK_TTL_SECONDS)
@@ -125,13 +111,20 @@ def message_for(address: str, expires_at: datetime) -> EmailMessage:
     return EmailMessage(subject, body, to=[address], headers={"Auto-Submitted": "auto-generated"})
 
 
-def record_confirmation(connection: redis.Redis, address: str) -> str:
-    """Record that an address is confirmed; return when it first was (opening a link twice is fine)."""
-    connection.hsetnx(CONFIRMED_KEY, address, now_iso())
-    return connection.hget(CONFIRMED_KEY, address).decode()
+def confirm(token: str) -> None:
+    """Record the confirmation a link carries; opening a link twice keeps the first time."""
+    address = read_token(token)
+    with redis_outage_as_unavailable():
+        get_connection().hsetnx(CONFIRMED_KEY, address, iso_utc(datetime.now(UTC)))
 
 
-def confirmed_at(connection: redis.Redis, address: str) -> str | None:
-    """When an address was confirmed, or None."""
-    value = connection.hget(CONFIRMED_KEY, address)
+def read_confirmation(token: str) -> tuple[str, str | None]:
+    """The address a confirmation link is for, and when it was confirmed (None if not yet)."""
+    address = read_token(token)
+    return address, confirmed_at(address)
+
+
+def confirmed_at(address: str) -> str | None:
+    with redis_outage_as_unavailable():
+        value = get_connection().hget(CONFIRMED_KEY, address)
     return value.decode() if value is not None else None

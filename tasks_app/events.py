@@ -1,8 +1,5 @@
-"""Push updates: workers publish every status and progress change on one Redis pub/sub
-channel; each web process holds one subscription and fans events out to its open streams.
-
-The stream never polls Redis: after the first status read it only waits on its in-memory
-queue, fed by the process's single subscriber.
+"""Push updates: workers publish every status and progress change on one Redis pub/sub channel;
+each web process holds one subscription and fans events out to its open streams' queues.
 """
 
 import asyncio
@@ -23,12 +20,10 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "taskqueue:events"
 KEEPALIVE_SECONDS = 15
-# A reconnecting browser waits this long (ms) before trying the stream again.
-RETRY_MILLISECONDS = 3000
+# A reconnecting browser waits this long before trying the stream again.
+PREAMBLE = b"retry: 3000\n\n"
+KEEPALIVE = b": keepalive\n\n"
 RESYNC = object()  # "events may have been missed: read the status again"
-
-
-# --- Publishing (worker and web processes) ------------------------------------------------------
 
 
 def publish(connection: redis.Redis, status: dict[str, Any]) -> None:
@@ -45,18 +40,8 @@ def publish_status_change(sender, job, task, **kwargs) -> None:
     publish(job.connection, task.as_dict())
 
 
-# --- Server-Sent Events framing -----------------------------------------------------------------
-
-
 def sse(data: dict[str, Any], event: str = "status") -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-def sse_preamble() -> bytes:
-    return f"retry: {RETRY_MILLISECONDS}\n\n".encode()
-
-
-KEEPALIVE = b": keepalive\n\n"
 
 
 class StreamState:
@@ -86,13 +71,6 @@ class StreamState:
             return sse({"task_id": task_id}, event="missing")
         return self.frame(status)
 
-    @property
-    def done(self) -> bool:
-        return not self.pending
-
-
-# --- ASGI: one subscription per process ---------------------------------------------------------
-
 
 class EventHub:
     """One Redis subscription for this event loop, fanned out to per-stream queues."""
@@ -117,11 +95,10 @@ class EventHub:
 
     def forget(self, task_ids: list[str], queue: asyncio.Queue) -> None:
         for task_id in task_ids:
-            queues = self.listeners.get(task_id)
-            if queues is not None:
-                queues.discard(queue)
-                if not queues:
-                    del self.listeners[task_id]
+            queues = self.listeners.get(task_id, set())
+            queues.discard(queue)
+            if not queues:
+                self.listeners.pop(task_id, None)
 
     def deliver(self, task_id: str, item: Any) -> None:
         for queue in list(self.listeners.get(task_id, ())):
@@ -139,10 +116,9 @@ class EventHub:
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(CHANNEL)
-                    if not self.connected.is_set():
-                        self.connected.set()
-                        for task_id in list(self.listeners):  # reconnected: statuses may have moved
-                            self.deliver(task_id, RESYNC)
+                    self.connected.set()
+                    for task_id in list(self.listeners):  # reconnected: statuses may have moved
+                        self.deliver(task_id, RESYNC)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self.dispatch(message["data"])
@@ -156,21 +132,16 @@ class EventHub:
     def dispatch(self, raw: bytes) -> None:
         try:
             status = json.loads(raw)
-            task_id = status["task_id"]
+            self.deliver(status["task_id"], status)
         except (ValueError, KeyError, TypeError):
             logger.warning("ignoring a malformed event: %r", raw[:200])
-            return
-        self.deliver(task_id, status)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, EventHub] = {}
 
 
 def hub() -> EventHub:
-    loop = asyncio.get_running_loop()
-    if loop not in _hubs:
-        _hubs[loop] = EventHub()
-    return _hubs[loop]
+    return _hubs.setdefault(asyncio.get_running_loop(), EventHub())
 
 
 async def stream_async(
@@ -178,20 +149,15 @@ async def stream_async(
     read_status: Callable[[str], Any],
     is_terminal: Callable[[str], bool],
 ) -> AsyncIterator[bytes]:
-    """Yield SSE frames for some tasks until all have ended (or the client goes away).
-
-    The tasks are registered here, in the body, so that a client gone before the body starts
-    leaves nothing registered. Every keepalive also re-reads the tasks: a change that published
-    nothing (a job deleted from the admin, a registry cleaned up by RQ) still ends the stream.
-    """
+    """Yield SSE frames until every task has ended; keepalives re-read them, as RQ's cleanup publishes nothing."""
     state = StreamState(task_ids, is_terminal)
     events_hub = hub()
     queue = events_hub.listen(task_ids)
     try:
-        yield sse_preamble()
+        yield PREAMBLE
         for frame in await resync(state, read_status):
             yield frame
-        while not state.done:
+        while state.pending:
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
             except TimeoutError:

@@ -1,7 +1,4 @@
-"""Health: GET /healthz for load balancers, and what the admin's queue health page shows.
-
-HealthCheckMiddleware serves /healthz ahead of the other middleware: see tasks_app/middleware.py.
-"""
+"""Health: GET /healthz for load balancers (served by HealthCheckMiddleware), and the admin's health page."""
 
 import logging
 from dataclasses import asdict, dataclass, field
@@ -27,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
 WINDOW_MINUTES = 60
+TOTALS = ("finished_last_hour", "failed_last_hour", "jobs_waiting", "jobs_running", "workers_alive", "workers_busy")
 
 
 @never_cache
@@ -46,10 +44,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 def live_workers(hostname: str | None = None) -> list[Worker]:
-    """The workers whose key has not expired (RQ renews it with each heartbeat), only those on `hostname` if given.
-
-    Raises QueueUnavailable when Redis cannot be reached.
-    """
+    """The workers whose key RQ's heartbeats keep alive, on `hostname` if given; QueueUnavailable if Redis is down."""
     with redis_outage_as_unavailable(), separate_client() as client:
         workers = Worker.all(connection=client, serializer=JSONSerializer)
     return [worker for worker in workers if hostname is None or worker.hostname == hostname]
@@ -122,16 +117,7 @@ class Health:
         return sum(queue.started for queue in self.queues)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["totals"] = {
-            "finished_last_hour": self.finished_last_hour,
-            "failed_last_hour": self.failed_last_hour,
-            "jobs_waiting": self.jobs_waiting,
-            "jobs_running": self.jobs_running,
-            "workers_alive": self.workers_alive,
-            "workers_busy": self.workers_busy,
-        }
-        return data
+        return {**asdict(self), "totals": {name: getattr(self, name) for name in TOTALS}}
 
 
 def current_health() -> Health:
@@ -162,7 +148,6 @@ def throughput(moment: datetime) -> list[Minute]:
 
 
 def queue_depths() -> list[QueueDepth]:
-    """How many jobs wait, run, are scheduled, deferred, failed and canceled in each queue."""
     depths = []
     for index, name in enumerate(sorted(settings.RQ_QUEUES)):  # django-rq numbers queues by sorted name
         queue = get_queue(name)

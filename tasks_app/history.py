@@ -1,15 +1,8 @@
 """Keep one JobRecord row per job current, whichever process changes the job.
 
-A new job's row is not written by the request that enqueues it: the database's writer lock
-would serialize every POST /tasks. The enqueue pipeline leaves the job's id in a Redis list
-(NEW_JOBS_KEY) instead, and `record_new_jobs` writes those rows in batches: when a job starts
-(callbacks.on_started) and before the admin's history page lists (admin.py).
-
-`record_status_change` receives `signals.job_status_changed` (connected in apps.py), so it runs in
-the web process on cancel and requeue, and in the worker on start, end, failure and retry; it
-creates the row itself if the batch has not yet. Events can arrive out of order (a batch may
-hold a "queued" job the worker has started since), so every row carries the order of the event
-that wrote it and older events are dropped.
+The request that enqueues a job does not write its row (the database's writer lock would serialize
+every POST /tasks): it pushes the id to NEW_JOBS_KEY, and `record_new_jobs` writes rows in batches.
+Status events may arrive out of order, so each row keeps the order of the event that wrote it.
 """
 
 import ipaddress
@@ -23,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import Truncator
 from rq.exceptions import DeserializationError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -35,65 +29,51 @@ from tasks_app.status import TERMINAL_STATUSES, WAITING_STATUSES, TaskStatus, de
 logger = logging.getLogger(__name__)
 
 RESULT_MAX_CHARS = 500
-SYNC_BATCH = 500
-# New jobs recorded per call of record_new_jobs, at most: a worker's pause between jobs stays short.
-NEW_JOBS_BATCH = 500
+# Jobs read or written at once; at most a few batches of new jobs a call keep a worker's pause short.
+BATCH = 500
 NEW_JOBS_MAX_BATCHES = 4
 ENDED_STATUSES = frozenset(TERMINAL_STATUSES | {JobRecord.Status.DELETED})
-# Ids of jobs enqueued whose row is not written yet; each is pushed in the pipeline that writes its job.
+# Ids of enqueued jobs whose row is not written yet.
 NEW_JOBS_KEY = "taskqueue:history:new"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def record_status_change(sender: Any, job: Job, task: TaskStatus, traceback: str = "", **kwargs: Any) -> None:
     """Signal receiver: bring the job's history row up to date with its new status."""
-    if not save_row(job.id, row_fields(job, task, traceback), creation_fields(job)):
+    if not save_row(job.id, row_fields(job, task, traceback), creation_fields(job, existing_users([job]))):
         logger.debug("job_id=%s ignored a late %s event", job.id, task.task_status)
 
 
 def record_new_jobs() -> int:
-    """Write the rows of jobs enqueued since the last call, a few batches at most; return how many.
-
-    Each batch is one LPOP, one read of the jobs and one INSERT; ids whose rows cannot be
-    written (a database error) go back to the list for the next call. A process killed between
-    the LPOP and the INSERT loses that batch's "queued" rows; each job's next status change
-    (started, canceled...) still writes its row.
-    """
+    """Write the rows of jobs enqueued since the last call, a few batches at most; return how many."""
     recorded = 0
     for _ in range(NEW_JOBS_MAX_BATCHES):
-        job_ids = take_new_job_ids(NEW_JOBS_BATCH)
+        with redis_outage_as_unavailable():
+            job_ids = [job_id.decode() for job_id in get_connection().lpop(NEW_JOBS_KEY, BATCH) or []]
         if not job_ids:
             break
         try:
             recorded += insert_new_rows(job_ids)
         except Exception:
             try:
-                give_back_new_job_ids(job_ids)
+                with redis_outage_as_unavailable():
+                    get_connection().lpush(NEW_JOBS_KEY, *reversed(job_ids))
             except QueueUnavailable:
                 # Redis went away between the LPOP and now: say which jobs are without a row until
                 # their next change writes it (a scheduled job may take long to change).
                 logger.error("%d new jobs left without a history row: %s", len(job_ids), " ".join(job_ids))
             raise
-        if len(job_ids) < NEW_JOBS_BATCH:
+        if len(job_ids) < BATCH:
             break
     return recorded
 
 
 def insert_new_rows(job_ids: list[str]) -> int:
-    """Insert the rows of jobs that have none yet, as their status is now; return how many.
-
-    A job gone from Redis meanwhile (deleted, or expired) gets no row. A job that already has one
-    was changed since (started, canceled): its later event wrote the row.
-    """
+    """Insert the rows of jobs still in Redis that have none yet, as their status is now; return how many."""
     jobs = fetch_jobs(job_ids)
     existing = set(JobRecord.objects.filter(job_id__in=job_ids).values_list("job_id", flat=True))
     jobs = [job for job in jobs if job is not None and job.id not in existing]
-    user_ids = {submitter_of(job).get("user_id") for job in jobs}
-    known_users = set(
-        get_user_model()
-        .objects.filter(pk__in=[pk for pk in user_ids if isinstance(pk, int)])
-        .values_list("pk", flat=True)
-    )
+    known_users = existing_users(jobs)
     rows = []
     for job in jobs:
         try:
@@ -103,46 +83,26 @@ def insert_new_rows(job_ids: list[str]) -> int:
             rows.append(JobRecord(job_id=job.id, **row_fields(job, task), **creation_fields(job, known_users)))
         except Exception:  # one odd job must not hold up the batch; its next status change writes its row
             logger.exception("job_id=%s could not be recorded in the history", job.id)
-    # ignore_conflicts: a worker may create a row between the read above and this INSERT.
+    # A worker may create a row between the read above and this INSERT.
     JobRecord.objects.bulk_create(rows, ignore_conflicts=True)
     # A job deleted since it was read (an admin emptying its queue) found no row to mark then.
     mark_deleted(missing_jobs([row.job_id for row in rows]))
     return len(rows)
 
 
-def take_new_job_ids(limit: int) -> list[str]:
-    """Remove and return up to `limit` of the oldest ids in NEW_JOBS_KEY (one atomic LPOP)."""
-    with redis_outage_as_unavailable():
-        ids = get_connection().lpop(NEW_JOBS_KEY, limit) or []
-    return [job_id.decode() for job_id in ids]
-
-
-def give_back_new_job_ids(job_ids: list[str]) -> None:
-    """Put ids taken by take_new_job_ids back, for the next batch, when their rows could not be written."""
-    if job_ids:
-        with redis_outage_as_unavailable():
-            get_connection().lpush(NEW_JOBS_KEY, *reversed(job_ids))
-
-
 def fetch_jobs(job_ids: list[str]) -> list[Job | None]:
-    """Read many jobs in one round trip, in order; None for each job that is gone."""
+    """Read many jobs in one round trip; None for each job that is gone."""
     with redis_outage_as_unavailable():
         return Job.fetch_many(job_ids, connection=get_connection(), serializer=JSONSerializer)
 
 
 def missing_jobs(job_ids: list[str]) -> list[str]:
-    """The ids among these whose job is no longer in Redis."""
     return [job_id for job_id, job in zip(job_ids, fetch_jobs(job_ids), strict=True) if job is None] if job_ids else []
 
 
 def event_order(job: Job, status: str, attempt: int) -> int:
-    """Order a status event: by attempt, then by run (when the job was last enqueued), then by stage.
-
-    A requeue starts a new run (a later enqueue time) and a retry a new attempt, so a job may go
-    from failed back to queued; a late "queued" of the same run can never undo "started".
-    """
-    run = aware(job.enqueued_at or job.created_at) or EPOCH
-    micros = (run - EPOCH) // timedelta(microseconds=1)
+    """Order events by attempt, run (last enqueued) and stage: a late "queued" never undoes "started"."""
+    micros = ((job.enqueued_at or job.created_at) - EPOCH) // timedelta(microseconds=1)
     stage = 1 if status in WAITING_STATUSES else 2 if status == JobStatus.STARTED else 3  # waiting, running, ended
     return attempt * 10**17 + micros * 10 + stage
 
@@ -152,9 +112,10 @@ def row_fields(job: Job, described: TaskStatus, traceback: str = "") -> dict[str
     status = described.task_status
     meta = job.meta or {}
     ran = status not in WAITING_STATUSES | {JobStatus.CANCELED}  # a canceled job never ran in this run
-    started_at = aware(job.started_at) if ran else None
+    started_at = job.started_at if ran else None
     ended_at = end_of_run(job, started_at) if status in TERMINAL_STATUSES else None
     task_type = meta.get("task_type")
+    result = json.dumps(described.task_result, default=repr) if status == "finished" else ""
     return {
         "status": status,
         "queue": job.origin or "",
@@ -162,14 +123,14 @@ def row_fields(job: Job, described: TaskStatus, traceback: str = "") -> dict[str
         "task_type": task_type if isinstance(task_type, int) and 0 <= task_type < 2**15 else None,
         "function": function_name(job)[:255],
         "description": (job.description or "")[:255],
-        "created_at": aware(job.created_at) or timezone.now(),
-        "enqueued_at": aware(job.enqueued_at),
+        "created_at": job.created_at,
+        "enqueued_at": job.enqueued_at,
         "started_at": started_at,
         "ended_at": ended_at,
         "duration": ended_at - started_at if ended_at and started_at else None,
         "attempt": described.attempt,
         "max_attempts": described.max_attempts,
-        "result": shorten(described.task_result) if status == "finished" else "",
+        "result": Truncator(result).chars(RESULT_MAX_CHARS),
         "error": described.error or str(meta.get("last_error", "")),
         "traceback": (traceback or failure_traceback(job)) if status in {"failed", "stopped"} else "",
         "worker_name": job.worker_name or "",
@@ -178,15 +139,10 @@ def row_fields(job: Job, described: TaskStatus, traceback: str = "") -> dict[str
 
 
 def end_of_run(job: Job, started_at: datetime | None) -> datetime:
-    """When this run ended: RQ's ended_at, unless it is missing or left over from an earlier attempt.
-
-    RQ sets no end for a cancel, nor for a stop or an abandoned job that RQ itself fails; a retry
-    keeps the previous attempt's. The event's own time is then the best answer.
-    """
-    ended_at = aware(job.ended_at)
-    if ended_at is None or started_at is None or ended_at < started_at:
+    """RQ's ended_at, or now where RQ sets none (cancel, stop, abandoned) or kept an earlier attempt's."""
+    if job.ended_at is None or started_at is None or job.ended_at < started_at:
         return timezone.now()
-    return ended_at
+    return job.ended_at
 
 
 def submitter_of(job: Job) -> dict[str, Any]:
@@ -194,29 +150,24 @@ def submitter_of(job: Job) -> dict[str, Any]:
     return submitter if isinstance(submitter, dict) else {}
 
 
-def creation_fields(job: Job, known_users: set[int] | None = None) -> dict[str, Any]:
-    """Who submitted the job; written once, with the row. `known_users`: user ids known to exist."""
+def existing_users(jobs: list[Job]) -> set[int]:
+    ids = [user_id for job in jobs if isinstance(user_id := submitter_of(job).get("user_id"), int)]
+    return set(get_user_model().objects.filter(pk__in=ids).values_list("pk", flat=True))
+
+
+def creation_fields(job: Job, known_users: set[int]) -> dict[str, Any]:
+    """Who submitted the job (`known_users`: accounts that exist); written once, with the row."""
     submitter = submitter_of(job)
     user_id = submitter.get("user_id")
-    if not isinstance(user_id, int):
-        known_user = False
-    elif known_users is not None:
-        known_user = user_id in known_users
-    else:
-        known_user = get_user_model().objects.filter(pk=user_id).exists()
     return {
-        "submitted_by_id": user_id if known_user else None,
+        "submitted_by_id": user_id if user_id in known_users else None,
         "submitter_username": str(submitter.get("username") or "")[:150],
         "submitter_ip": valid_ip(submitter.get("ip")),
     }
 
 
 def save_row(job_id: str, fields: dict[str, Any], created: dict[str, Any]) -> bool:
-    """Upsert the row unless it already holds a later event; return whether it was written.
-
-    The comparison happens inside the UPDATE, so two processes writing at once cannot interleave
-    a read and a write.
-    """
+    """Upsert the row unless it holds a later event (compared inside the UPDATE); return whether it was written."""
     updated = {**fields, "updated_at": timezone.now()}
     newer_or_same = JobRecord.objects.filter(job_id=job_id, event_order__lte=fields["event_order"])
     if newer_or_same.update(**updated):
@@ -232,16 +183,11 @@ def save_row(job_id: str, fields: dict[str, Any], created: dict[str, Any]) -> bo
 
 
 def sync_with_redis(job_ids: Iterable[str]) -> None:
-    """Catch rows up with changes made without a signal (django-rq's pages, RQ's own cleanup).
-
-    A job whose status in Redis differs from its row is announced with the signal, so every
-    receiver (this module's included) hears of it; a job that is gone from Redis before it ended
-    is marked deleted.
-    """
+    """Announce changes made without a signal (django-rq's pages, RQ's cleanup); mark gone jobs deleted."""
     job_ids = list(dict.fromkeys(job_ids))
     # In batches: an emptied queue may have held many thousands of jobs.
-    for start in range(0, len(job_ids), SYNC_BATCH):
-        batch = job_ids[start : start + SYNC_BATCH]
+    for start in range(0, len(job_ids), BATCH):
+        batch = job_ids[start : start + BATCH]
         jobs = fetch_jobs(batch)
         rows = dict(JobRecord.objects.filter(job_id__in=batch).values_list("job_id", "status"))
         mark_deleted([job_id for job_id, job in zip(batch, jobs, strict=True) if job is None])
@@ -252,27 +198,19 @@ def sync_with_redis(job_ids: Iterable[str]) -> None:
 
 
 def sync_stale_rows(older_than: timedelta) -> None:
-    """Catch up rows that have not changed for a while, the oldest first.
-
-    A row that says started is re-read. One that says queued, scheduled or deferred is only
-    checked for existence (one EXISTS each): such a job may wait for hours, but if it is gone
-    from Redis without a signal (lost with Redis's data, `rq empty`, expired) its row would
-    otherwise say it waits forever, and pruning, which keeps unfinished rows, would never take it.
-    """
+    """Catch up rows unchanged for a while; waiting ones are checked for existence (one EXISTS each)."""
     stale = JobRecord.objects.filter(updated_at__lt=timezone.now() - older_than).order_by("updated_at")
-    sync_with_redis(stale.filter(status=JobRecord.Status.STARTED).values_list("job_id", flat=True)[:SYNC_BATCH])
-    waiting = stale.filter(status__in=WAITING_STATUSES).values_list("job_id", flat=True)[:SYNC_BATCH]
+    sync_with_redis(stale.filter(status=JobRecord.Status.STARTED).values_list("job_id", flat=True)[:BATCH])
+    waiting = stale.filter(status__in=WAITING_STATUSES).values_list("job_id", flat=True)[:BATCH]
     mark_deleted(missing_jobs(list(waiting)))
 
 
 def mark_deleted(job_ids: Iterable[str]) -> int:
-    """Mark rows of jobs removed from Redis before they ended."""
     unfinished = JobRecord.objects.filter(job_id__in=list(job_ids)).exclude(status__in=ENDED_STATUSES)
     return unfinished.update(status=JobRecord.Status.DELETED, updated_at=timezone.now())
 
 
 def prune_history(older_than_days: int) -> int:
-    """Delete rows of jobs that ended more than `older_than_days` ago; return how many."""
     cutoff = timezone.now() - timedelta(days=older_than_days)
     old = Q(ended_at__lt=cutoff) | Q(ended_at__isnull=True, created_at__lt=cutoff)
     deleted, _ = JobRecord.objects.filter(old, status__in=ENDED_STATUSES).delete()
@@ -297,15 +235,3 @@ def function_name(job: Job) -> str:
         return job.func_name or ""
     except DeserializationError:
         return ""
-
-
-def shorten(value: Any) -> str:
-    text = json.dumps(value, default=repr)
-    return text if len(text) <= RESULT_MAX_CHARS else text[: RESULT_MAX_CHARS - 1] + "…"
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """RQ stores UTC; older versions gave naive datetimes."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

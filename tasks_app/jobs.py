@@ -1,8 +1,4 @@
-"""Enqueue jobs under their policies, admit new work, and cancel, stop, requeue or delete jobs.
-
-Views call these functions and turn their exceptions into HTTP answers; everything goes through
-RQ's Queue, Job and registries.
-"""
+"""Enqueue jobs under their policies, admit new work, and cancel, stop, requeue or delete jobs."""
 
 import logging
 import math
@@ -11,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from rq import Callback, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation
@@ -19,7 +16,7 @@ from rq.registry import CanceledJobRegistry
 from rq.serializers import JSONSerializer
 
 from taskqueue_site.settings import parse_rate
-from tasks_app import emails, tasks, thumbnails
+from tasks_app import tasks, thumbnails
 from tasks_app.connections import DEFAULT_QUEUE, get_connection, get_queue, redis_outage_as_unavailable
 from tasks_app.history import NEW_JOBS_KEY
 from tasks_app.signals import send_status_changed
@@ -29,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 TASK_TYPES = (0, 1, 2, 3)
 MAX_DELAY_SECONDS = 7 * 24 * 3600
-# RQ calls these as each run of a job ends (tasks_app/callbacks.py); the job's start is reported by the task.
+# RQ calls these as each run of a job ends; the task itself reports its start.
 CALLBACKS = {
     "on_success": Callback("tasks_app.callbacks.on_success"),
     "on_failure": Callback("tasks_app.callbacks.on_failure"),
@@ -60,23 +57,8 @@ class TaskStateConflict(Exception):
         self.status = status
 
 
-class TaskAlreadyEnded(TaskStateConflict):
-    """The job has finished, failed, stopped or been canceled: there is nothing to cancel."""
-
-    def __init__(self, task_id: str, status: str):
-        super().__init__(f"Task {task_id} has already ended ({status}).", status)
-
-
-def task_policy(kind: str) -> dict[str, Any]:
-    """The timeout and retry policy of a kind of task (settings.TASK_POLICIES)."""
-    return settings.TASK_POLICIES[kind]
-
-
 def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
-    """Refuse new work from a client over its rate, or into a queue at its depth limit.
-
-    A fixed window per client, counted in Redis so that every web process shares it.
-    """
+    """Refuse new work over the client's rate (a fixed window, in Redis) or into a queue at its depth limit."""
     rate = parse_rate(settings.TASKS_RATE_LIMIT)
     connection = get_connection(queue_name)
     with redis_outage_as_unavailable():
@@ -98,12 +80,7 @@ def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
 
 
 def enqueue_task(task_type: int, **options: Any) -> str:
-    """Put a sleep task on a queue, now or after `delay` seconds, and return its job id.
-
-    `options` are enqueue_call's: queue_name, delay, submitter.
-    """
-    if task_type not in TASK_TYPES:
-        raise ValueError(f"unknown task type {task_type!r}")
+    """Put a sleep task on a queue and return its job id (options as for enqueue_call)."""
     description = f"Sleep task, type {task_type}"
     meta = {"task_type": task_type}
     return enqueue_call(tasks.sleep_task, (task_type,), kind="sleep", description=description, meta=meta, **options)
@@ -120,12 +97,8 @@ def enqueue_call(
     delay: int = 0,
     submitter: dict[str, Any] | None = None,
 ) -> str:
-    """Enqueue any job under the timeout and retry policy of its kind; return its id."""
-    if queue_name not in settings.TASK_QUEUES:
-        raise ValueError(f"unknown queue {queue_name!r}")
-    if not 0 <= delay <= MAX_DELAY_SECONDS:
-        raise ValueError(f"delay must be between 0 and {MAX_DELAY_SECONDS} seconds")
-    policy = task_policy(kind)
+    """Enqueue a job (checked by a form) under its kind's policy, after `delay` seconds; return its id."""
+    policy = settings.TASK_POLICIES[kind]
     retry = Retry(max=policy["max_retries"], interval=policy["retry_intervals"]) if policy["max_retries"] else None
     queue = get_queue(queue_name)
     options = {
@@ -173,43 +146,14 @@ def enqueue_thumbnails(image: thumbnails.CheckedImage, **options: Any) -> str:
 
 
 def enqueue_confirmation_email(address: str, **options: Any) -> str:
-    """Enqueue the job that sends an address its confirmation link (options as for enqueue_call)."""
     description = f"Confirmation email to {address}"
     return enqueue_call(
         tasks.send_confirmation_email, (address,), kind="confirmation_email", description=description, **options
     )
 
 
-def confirm_email(token: str) -> tuple[str, str]:
-    """Record the confirmation that a link carries; return the address and when it was confirmed.
-
-    Raises emails.InvalidConfirmation or emails.ConfirmationExpired for links that cannot be used.
-    """
-    address = emails.read_token(token)
-    with redis_outage_as_unavailable():
-        return address, emails.record_confirmation(get_connection(), address)
-
-
-def read_confirmation(token: str) -> tuple[str, str | None]:
-    """The address a confirmation link is for, and when it was confirmed (None if not yet); records nothing."""
-    address = emails.read_token(token)
-    return address, email_confirmed_at(address)
-
-
-def email_confirmed_at(address: str) -> str | None:
-    """When an address was confirmed through its link, or None."""
-    with redis_outage_as_unavailable():
-        return emails.confirmed_at(get_connection(), address)
-
-
 def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
-    """Cancel a waiting job, or stop a running one; return the status it ends with.
-
-    A queued, scheduled or deferred job becomes `canceled` at once. A started job is sent RQ's
-    stop command: its worker kills the job and marks it `stopped`, which the caller sees shortly
-    after. A job that has already ended raises TaskAlreadyEnded; `cancel` or `stop` false refuses
-    that operation with TaskStateConflict.
-    """
+    """Cancel a waiting job, or ask the worker to stop a running one (unless refused); return its new status."""
     job = fetch_job(task_id)
     try:
         with redis_outage_as_unavailable():
@@ -219,7 +163,7 @@ def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
             if status != JobStatus.STARTED and not cancel:
                 raise TaskStateConflict(f"Task {task_id} is {status}, not running; there is nothing to stop.", status)
             if status in TERMINAL_STATUSES:
-                raise TaskAlreadyEnded(task_id, status)
+                raise TaskStateConflict(f"Task {task_id} has already ended ({status}).", status)
             if status == JobStatus.STARTED:
                 send_stop_job_command(job.connection, job.id, serializer=JSONSerializer)
                 logger.info("stop requested job_id=%s", job.id)
@@ -230,7 +174,7 @@ def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
                 raise TaskStateConflict(f"Task {task_id} has just started; stop it instead.", JobStatus.STARTED.value)
             job.cancel()  # also takes a scheduled job out of its registry
     except InvalidJobOperation:
-        raise TaskAlreadyEnded(task_id, JobStatus.CANCELED.value) from None
+        raise TaskStateConflict(f"Task {task_id} has already ended (canceled).", JobStatus.CANCELED.value) from None
     logger.info("canceled job_id=%s", job.id)
     send_status_changed(job, describe(job, JobStatus.CANCELED))
     return JobStatus.CANCELED.value
@@ -247,7 +191,6 @@ def stop_running_task(task_id: str) -> str:
 
 
 def requeue_task(task_id: str) -> str:
-    """Put a failed, stopped or canceled job back on its queue; return its new status."""
     job = fetch_job(task_id)
     try:
         with redis_outage_as_unavailable():
@@ -255,7 +198,7 @@ def requeue_task(task_id: str) -> str:
             if status not in REQUEUABLE_STATUSES:
                 message = f"Task {task_id} is {status}; only failed, stopped or canceled tasks can be requeued."
                 raise TaskStateConflict(message, status)
-            if (upload := thumbnails.upload_of(job)) and not thumbnails.upload_exists(upload):
+            if (upload := thumbnails.upload_of(job)) and not default_storage.exists(upload):
                 # Its image went with it when it ended (thumbnails.discard_files_of_unfinished_job).
                 message = (
                     f"Task {task_id} cannot run again: its image was deleted when it ended {status}. Upload it again."
@@ -276,10 +219,7 @@ def requeue_task(task_id: str) -> str:
 
 
 def delete_task(task_id: str) -> str:
-    """Remove a job that is not running from Redis (queue, registries, data); return its last status.
-
-    A running job raises TaskStateConflict: stop it first. A job already gone raises TaskNotFound.
-    """
+    """Remove a job that is not running from Redis (queue, registries, data); return its last status."""
     job = fetch_job(task_id)
     with redis_outage_as_unavailable():
         status = job.get_status(refresh=False).value

@@ -20,15 +20,12 @@ from tasks_app.connections import QueueUnavailable, get_connection, redis_outage
 
 logger = logging.getLogger(__name__)
 
-# Statuses after which a job never changes again; pollers and streams stop here.
+# Pollers and streams stop at these.
 TERMINAL_STATUSES = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
-# Waiting statuses: cancelling one of these means it never runs.
 WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
-# Statuses a job can be requeued from.
 REQUEUABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 
-# RQ makes ids with uuid4(); anything outside this alphabet cannot be one of ours and is
-# refused before it reaches Redis.
+# RQ makes ids with uuid4(): anything else is refused before it reaches Redis.
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -62,10 +59,7 @@ class TaskStatus:
 
 @contextmanager
 def status_read(task_id: str) -> Iterator[None]:
-    """Around a read of a job: a lost, hung or refusing Redis is QueueUnavailable (503).
-
-    WRONGTYPE goes on to the caller: what it means depends on the key read.
-    """
+    """Around a read of a job: a lost, hung or refusing Redis is QueueUnavailable; WRONGTYPE goes on."""
     try:
         with redis_outage_as_unavailable():
             yield
@@ -99,7 +93,6 @@ def fetch_job(task_id: str) -> Job:
 
 
 def get_task_status(task_id: str) -> TaskStatus:
-    """Read a job's status, progress, result and error from Redis."""
     job = fetch_job(task_id)
     with status_read(task_id):
         return describe_job(job)
@@ -175,9 +168,4 @@ def failure_message(job: Job, status: str, exc_string: str | None) -> str:
 
 
 def iso_utc(moment: datetime | None) -> str | None:
-    """Format a time as ISO 8601 in UTC with a Z suffix."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # RQ stores UTC; older versions left it naive
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return moment and moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,4 +1,4 @@
-"""What the workers run. Kept small: progress goes to job.meta, the work lives elsewhere."""
+"""What the workers run: progress goes to job.meta, the work lives elsewhere."""
 
 import functools
 import time
@@ -33,10 +33,7 @@ def sleep_task(task_type: int) -> bool:
     duration = task_type * settings.TASK_UNIT_SECONDS
     job = get_current_job()
     started = time.monotonic()
-    while True:
-        elapsed = time.monotonic() - started
-        if elapsed >= duration:
-            break
+    while (elapsed := time.monotonic() - started) < duration:
         report_progress(job, int(100 * elapsed / duration))
         time.sleep(min(PROGRESS_INTERVAL_SECONDS, duration - elapsed))
     report_progress(job, 100)
@@ -45,7 +42,6 @@ def sleep_task(task_type: int) -> bool:
 
 @reports_start
 def make_thumbnails(upload_name: str) -> dict:
-    """Make the configured thumbnails of a stored upload; return their URLs and sizes."""
     job = get_current_job()
     return thumbnails.make_thumbnails(upload_name, report_progress=lambda percent: report_progress(job, percent))
 

@@ -1,10 +1,8 @@
 """Uploaded images and their thumbnails, through Django's storage API.
 
-The web checks an upload (format, bytes, pixels, whole and decodable) before storing it; the job
-gets only the stored name, reads the file back from the shared storage, and writes one thumbnail
-per configured size. Whatever fails, nothing half-made stays in storage: a failed attempt deletes
-the thumbnails it wrote, and a job that ends without finishing (failed, stopped, canceled) takes
-its upload with it (discard_files_of_unfinished_job).
+The web checks and stores an upload; the job reads it back and writes one thumbnail per size.
+Nothing half-made stays in storage: a failed attempt deletes its thumbnails, and a job that ends
+without finishing takes its upload with it.
 """
 
 import logging
@@ -24,15 +22,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
-# Pillow's name of each accepted format → the extension of stored uploads. Image.open() is told
-# to try these parsers only, so untrusted bytes never reach the parsers of other formats.
+# Pillow's name of each accepted format → the extension of stored uploads. Image.open() tries
+# these parsers only, so untrusted bytes never reach the others.
 UPLOAD_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
 # Thumbnails keep their source's format, except GIF (256 colours): PNG keeps its transparency.
 THUMBNAIL_FORMATS = {"jpg": ("JPEG", "jpg"), "png": ("PNG", "png"), "gif": ("PNG", "png"), "webp": ("WEBP", "webp")}
 SAVE_OPTIONS = {"JPEG": {"quality": 85, "optimize": True}, "PNG": {"optimize": True}, "WEBP": {"quality": 80}}
 UPLOAD_DIR = "uploads"
 THUMBNAIL_DIR = "thumbnails"
-# Statuses after which a thumbnail job will never use its upload again.
 UNFINISHED_END_STATUSES = frozenset({"failed", "stopped", "canceled"})
 
 NOT_AN_IMAGE = "The file is not a JPEG, PNG, GIF or WebP image."
@@ -49,16 +46,13 @@ class ImageRejected(Exception):
 
 @dataclass(frozen=True)
 class CheckedImage:
-    """An upload that passed check_upload(), with what the check found out."""
+    """An upload that passed check_upload(), and its format."""
 
     file: File
     format: str
-    width: int
-    height: int
 
 
 def describe_bytes(count: int) -> str:
-    """Say a byte count the way people read limits: 10 MiB, 512 KiB, 300 bytes."""
     for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
         if count >= factor:
             return f"{count / factor:.4g} {unit}"
@@ -73,15 +67,15 @@ def check_upload(upload: File) -> CheckedImage:
     """Refuse an upload that is too large, not an accepted image, a decompression bomb or truncated."""
     if upload.size > settings.THUMBNAIL_MAX_UPLOAD_BYTES:
         raise ImageRejected(too_large_message(), "too_large")
-    # verify() reads the structure and checksums without decoding; load() then decodes the pixels,
-    # which is what finds a file cut short. A verified image cannot be loaded, hence two opens.
+    # verify() checks the structure; load() decodes, which finds a file cut short. A verified
+    # image cannot be loaded, hence two opens.
     with open_image(upload) as image:
-        facts = (image.format, image.width, image.height)
+        image_format = image.format
         decode_or_reject(image.verify)
     with open_image(upload) as image:
         decode_or_reject(image.load)
     upload.seek(0)
-    return CheckedImage(upload, *facts)
+    return CheckedImage(upload, image_format)
 
 
 def open_image(file: File) -> Image.Image:
@@ -104,7 +98,7 @@ def open_image(file: File) -> Image.Image:
 
 
 def has_accepted_signature(file: File) -> bool:
-    """Whether a file starts like a JPEG, PNG, GIF or WebP image (its "magic number")."""
+    """Whether a file starts like a JPEG, PNG, GIF or WebP image."""
     file.seek(0)
     head = file.read(12)
     return head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")) or (
@@ -136,14 +130,13 @@ def store_upload(checked: CheckedImage) -> str:
 
 
 def thumbnail_name(upload_name: str, size: int) -> str:
-    """Where the thumbnail of one size of an upload goes: thumbnails/<upload>-<size>.<ext>."""
     path = PurePosixPath(upload_name)
     _, extension = THUMBNAIL_FORMATS[path.suffix.lstrip(".")]
     return f"{THUMBNAIL_DIR}/{path.stem}-{size}.{extension}"
 
 
 def public_url(name: str) -> str:
-    """An absolute URL of a stored file (storage URLs are often site-relative, such as /media/...)."""
+    """An absolute URL of a stored file (storage URLs are often site-relative)."""
     return urljoin(settings.SITE_URL, default_storage.url(name))
 
 
@@ -156,11 +149,12 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
             upright = ImageOps.exif_transpose(image)  # the camera's rotation, applied to the pixels
         report_progress(10)
         image_format, _ = THUMBNAIL_FORMATS[PurePosixPath(upload_name).suffix.lstrip(".")]
-        mode = "RGBA" if has_transparency(upright) else "RGB"
+        mode = "RGBA" if upright.has_transparency_data else "RGB"
         working = upright if upright.mode == mode else upright.convert(mode)
         thumbnails = []
         for index, size in enumerate(settings.THUMBNAIL_SIZES, start=1):
-            thumbnail = fit_within(working, size)
+            thumbnail = working.copy()
+            thumbnail.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)  # never enlarges
             name = thumbnail_name(upload_name, size)
             delete_quietly(name)  # left by an attempt that was killed: save() would pick another name
             written.append(name)  # before saving, so that a partly written file is deleted too
@@ -178,31 +172,14 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
     return {"original": original, "thumbnails": thumbnails}
 
 
-def has_transparency(image: Image.Image) -> bool:
-    return image.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in image.info
-
-
-def fit_within(image: Image.Image, size: int) -> Image.Image:
-    """Scale an image down (never up) to fit a size x size square, keeping its proportions."""
-    scale = min(1.0, size / max(image.width, image.height))
-    dimensions = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    if dimensions == image.size:
-        return image
-    return image.resize(dimensions, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-
 def encode(image: Image.Image, image_format: str) -> bytes:
     """Encode a thumbnail with its colour profile but no EXIF (no GPS position, no rotation tag)."""
-    options = dict(SAVE_OPTIONS[image_format])
-    if image.info.get("icc_profile"):
-        options["icc_profile"] = image.info["icc_profile"]
     buffer = BytesIO()
-    image.save(buffer, format=image_format, **options)
+    image.save(buffer, format=image_format, icc_profile=image.info.get("icc_profile"), **SAVE_OPTIONS[image_format])
     return buffer.getvalue()
 
 
 def discard(upload_name: str) -> None:
-    """Delete an upload and every thumbnail made from it."""
     for name in [upload_name, *(thumbnail_name(upload_name, size) for size in settings.THUMBNAIL_SIZES)]:
         delete_quietly(name)
 
@@ -217,12 +194,7 @@ def delete_quietly(name: str) -> None:
 
 
 def upload_of(job) -> str | None:
-    """The stored upload a thumbnail job works on; None for any other job."""
     return job.meta.get("upload") if job.meta.get("kind") == "thumbnail" else None
-
-
-def upload_exists(upload_name: str) -> bool:
-    return default_storage.exists(upload_name)
 
 
 def discard_files_of_unfinished_job(sender, job, status: str, **kwargs) -> None:

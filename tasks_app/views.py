@@ -77,7 +77,7 @@ def job_page(request: HttpRequest, task_id: str) -> HttpResponse:
     """Show one job's status; the page reloads itself until the job ends."""
     try:
         task = status.get_task_status(task_id)
-        confirmed_at = jobs.email_confirmed_at(task.task_result["email"]) if sent_email(task) else None
+        confirmed_at = emails.confirmed_at(task.task_result["email"]) if sent_email(task) else None
     except status.TaskNotFound:
         return render(request, "tasks_app/job.html", {"task_id": task_id, "missing": True}, status=404)
     except connections.QueueUnavailable:
@@ -119,9 +119,9 @@ def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
     """
     try:
         if request.method == "POST":
-            jobs.confirm_email(token)
+            emails.confirm(token)
             return HttpResponseRedirect(request.path, status=303)
-        address, confirmed_at = jobs.read_confirmation(token)
+        address, confirmed_at = emails.read_confirmation(token)
     except emails.ConfirmationExpired as exc:
         context = {
             "state": "expired",

@@ -24,9 +24,9 @@ from tasks_app.models import JobRecord
 from tasks_app.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from tasks_app.signals import send_status_changed
 from tasks_app.status import describe
-from tasks_app.workers import InProcessJSONWorker
 from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
 from tests.support import jobs as support_jobs
+from tests.support.workers import InProcessJSONWorker
 
 pytestmark = pytest.mark.django_db
 

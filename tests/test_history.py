@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -15,8 +16,8 @@ from tasks_app.models import JobRecord
 from tasks_app.signals import send_status_changed
 from tasks_app.status import describe
 from tasks_app.templatetags.tasks_admin import duration
-from tasks_app.workers import InProcessJSONWorker
 from tests.support import jobs as support_jobs
+from tests.support.workers import InProcessJSONWorker
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +89,7 @@ def test_a_submitter_that_is_not_a_user_or_an_address_is_not_trusted(fake_redis)
 
 
 def test_a_batch_records_jobs_as_they_are_now_and_skips_those_already_recorded_or_gone(fake_redis, monkeypatch):
-    monkeypatch.setattr(history, "NEW_JOBS_BATCH", 2)
+    monkeypatch.setattr(history, "BATCH", 2)
     waiting, canceled, gone, *more = [jobs.enqueue_task(1) for _ in range(6)]
     delayed = jobs.enqueue_task(1, delay=60)
     jobs.cancel_task(canceled)  # its event wrote the row already
@@ -157,8 +158,11 @@ def test_ids_that_cannot_be_given_back_are_named_in_the_log(fake_redis, monkeypa
     def redis_gone(*args):
         raise connections.QueueUnavailable("Connection refused")
 
+    def connection_refused(*args):
+        raise RedisConnectionError("Connection refused")
+
     monkeypatch.setattr(history, "fetch_jobs", redis_gone)  # Redis went away after the LPOP...
-    monkeypatch.setattr(history, "give_back_new_job_ids", redis_gone)  # ...and is still away
+    monkeypatch.setattr(connections.get_connection(), "lpush", connection_refused)  # ...and is still away
     with pytest.raises(connections.QueueUnavailable):
         history.record_new_jobs()
     assert f"1 new jobs left without a history row: {job_id}" in caplog.text
@@ -300,7 +304,7 @@ def test_sync_catches_up_with_changes_made_behind_the_signals_back(fake_redis, p
 
 
 def test_sync_goes_through_many_jobs_in_batches(fake_redis, monkeypatch):
-    monkeypatch.setattr(history, "SYNC_BATCH", 3)
+    monkeypatch.setattr(history, "BATCH", 3)
     job_ids = [jobs.enqueue_task(1) for _ in range(7)]
     history.record_new_jobs()
     for job_id in job_ids[:5]:

@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from tasks_app import connections, events, status
 from tasks_app.events import StreamState
-from tasks_app.workers import InProcessJSONWorker
+from tests.support.workers import InProcessJSONWorker
 from tests.test_views import assert_error
 
 
@@ -156,7 +156,7 @@ def test_a_stream_registers_its_tasks_only_once_it_runs():
         hub = events.hub()
         body = events.stream_async(["a"], lambda task_id: None, lambda status: False)
         assert hub.listeners == {}  # made, never started: nothing to clean up
-        assert await body.__anext__() == events.sse_preamble()
+        assert await body.__anext__() == events.PREAMBLE
         assert set(hub.listeners) == {"a"}
         await body.aclose()
         assert hub.listeners == {}
@@ -178,9 +178,9 @@ def test_stream_state_skips_repeats_and_ends_on_terminal():
     assert state.frame({**running, "progress": 20}) is not None
     assert state.frame({"task_id": "other", "task_status": "finished"}) is None
     assert state.frame({**running, "task_status": "finished", "progress": 100}) is not None
-    assert not state.done
+    assert state.pending == {"b"}
     assert state.initial_frame("b", None) == b'event: missing\ndata: {"task_id": "b"}\n\n'
-    assert state.done
+    assert not state.pending
 
 
 def test_pickled_job_cannot_be_canceled_either(fake_redis):

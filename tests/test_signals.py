@@ -5,8 +5,8 @@ from django.test import Client
 
 from tasks_app import jobs
 from tasks_app.signals import job_status_changed
-from tasks_app.workers import InProcessJSONWorker as JSONWorker
 from tests.support import jobs as support_jobs
+from tests.support.workers import InProcessJSONWorker as JSONWorker
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from PIL import Image
@@ -18,9 +19,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from tasks_app import jobs
-from tasks_app.workers import InProcessJSONWorker
 from tests.support import images
 from tests.support.processes import PROJECT_ROOT
+from tests.support.workers import InProcessJSONWorker
 
 
 @pytest.fixture
@@ -153,8 +154,8 @@ def test_the_thumbnail_kind_has_its_own_policy(fake_redis, media):
     task_id = submit(images.png()).json()["data"]["task_id"]
     job = Job.fetch(task_id, connection=fake_redis, serializer=JSONSerializer)
     assert job.meta["kind"] == "thumbnail"
-    assert job.timeout == jobs.task_policy("thumbnail")["timeout"]
-    assert status(task_id)["max_attempts"] == jobs.task_policy("thumbnail")["max_retries"] + 1
+    assert job.timeout == settings.TASK_POLICIES["thumbnail"]["timeout"]
+    assert status(task_id)["max_attempts"] == settings.TASK_POLICIES["thumbnail"]["max_retries"] + 1
 
 
 def test_queue_and_delay_apply_to_thumbnails_too(fake_redis, media):

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError as RedisResponseError
@@ -17,8 +18,8 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-from tasks_app import connections, jobs
-from tasks_app.workers import InProcessJSONWorker
+from tasks_app import connections
+from tests.support.workers import InProcessJSONWorker
 
 
 def create(client: Client, **kwargs):
@@ -277,7 +278,7 @@ def test_a_finished_jobs_result_is_its_return_value(db, fake_redis):
         ("failed", "ValueError: boom"),
         (
             "timed out",
-            f"Timed out: the task ran longer than its limit of {jobs.task_policy('sleep')['timeout']} seconds.",
+            f"Timed out: the task ran longer than its limit of {settings.TASK_POLICIES['sleep']['timeout']} seconds.",
         ),
         ("stopped", "Stopped on request while running."),
         ("failed without a message", "The job failed without an error message."),

@@ -1,9 +1,4 @@
-"""Exit 0 when a worker on this host is alive: the worker containers' healthcheck.
-
-Alive means RQ still holds the worker's key in Redis (each heartbeat renews it; it expires
-`--worker-ttl` + 60 seconds after the last one) and its process is running here. A worker that
-was killed, or cannot reach Redis to heartbeat, fails the check.
-"""
+"""The worker containers' healthcheck: a worker here has a live key in Redis and a running process."""
 
 import os
 import socket

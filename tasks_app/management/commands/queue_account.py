@@ -60,10 +60,9 @@ class Command(BaseCommand):
                 continue
             try:
                 self.validate(password, user)
+                return password
             except CommandError as exc:
                 self.stderr.write(str(exc))
-                continue
-            return password
 
     def validate(self, password: str, user) -> None:
         try:

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 # Each action of the history list: its button on a job's own page, the permission it needs,
 # and the statuses it applies to.
 ACTIONS = {
-    "requeue_jobs": ("Requeue", permissions.REQUEUE, {"failed", "stopped", "canceled"}),
+    "requeue_jobs": ("Requeue", permissions.REQUEUE, status.REQUEUABLE_STATUSES),
     "cancel_jobs": ("Cancel", permissions.CANCEL, status.WAITING_STATUSES),
     "stop_jobs": ("Stop", permissions.STOP, {"started"}),
     "delete_jobs": ("Delete", permissions.DELETE, set(JobRecord.Status.values) - {"started"}),
@@ -425,7 +425,7 @@ class GuardedDashboardAdmin(QueueAdmin):
 
 
 def record_new_jobs(request: HttpRequest) -> None:
-    """Write the history rows of jobs enqueued since a worker last did (workers do it every second)."""
+    """Write the history rows of jobs enqueued since then (a starting job writes them too)."""
     try:
         history.record_new_jobs()
     except connections.QueueUnavailable:

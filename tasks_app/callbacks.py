@@ -63,7 +63,8 @@ def ended_with_failure(job: Job, exc_string: str) -> None:
         report(job, lambda: describe(job, JobStatus.FAILED, error=error), traceback=exc_string)
         return
     # RQ keeps no result for a failure it retries; the history shows why the attempt failed.
-    job.meta["last_error"] = error  # stored with the job by RQ's retry
+    job.meta["last_error"] = error
+    job.save_meta()
     status = JobStatus.SCHEDULED if job.get_retry_interval() else JobStatus.QUEUED
     report(job, lambda: describe(job, status, retries_left=job.retries_left - 1))
 

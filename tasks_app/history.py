@@ -24,7 +24,7 @@ from rq.serializers import JSONSerializer
 from tasks_app.connections import QueueUnavailable, get_connection, redis_outage_as_unavailable
 from tasks_app.models import JobRecord
 from tasks_app.signals import send_status_changed
-from tasks_app.status import TERMINAL_STATUSES, WAITING_STATUSES, TaskStatus, describe_job
+from tasks_app.status import FAILURE_STATUSES, TERMINAL_STATUSES, WAITING_STATUSES, TaskStatus, describe_job
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def row_fields(job: Job, described: TaskStatus, traceback: str = "") -> dict[str
         "max_attempts": described.max_attempts,
         "result": Truncator(result).chars(RESULT_MAX_CHARS),
         "error": described.error or str(meta.get("last_error", "")),
-        "traceback": (traceback or failure_traceback(job)) if status in {"failed", "stopped"} else "",
+        "traceback": (traceback or failure_traceback(job)) if status in FAILURE_STATUSES else "",
         "worker_name": job.worker_name or "",
         "event_order": event_order(job, status, described.attempt),
     }

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 TERMINAL_STATUSES = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 REQUEUABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
+# Ended by a failure or a stop: the job has an error to show.
+FAILURE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.STOPPED})
 
 # RQ makes ids with uuid4(): anything else is refused before it reaches Redis.
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -102,7 +104,7 @@ def describe_job(job: Job) -> TaskStatus:
     """Describe a fetched job as it is stored, reading its latest result once it has ended."""
     status = job.get_status(refresh=False).value
     result = None
-    if status in {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED}:
+    if status == JobStatus.FINISHED or status in FAILURE_STATUSES:
         try:
             with status_read(job.id):
                 result = job.latest_result()
@@ -113,7 +115,7 @@ def describe_job(job: Job) -> TaskStatus:
         # As RQ's Job.return_value(): a job that succeeded once may have run again and failed.
         if result and result.type == Result.Type.SUCCESSFUL:
             return_value = result.return_value
-    elif status in {JobStatus.FAILED, JobStatus.STOPPED}:
+    elif status in FAILURE_STATUSES:
         error = failure_message(job, status, result.exc_string if result else None)
     elif status == JobStatus.SCHEDULED:
         registry = ScheduledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)

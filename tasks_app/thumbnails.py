@@ -20,6 +20,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from tasks_app.status import REQUEUABLE_STATUSES
+
 logger = logging.getLogger(__name__)
 
 # Pillow's name of each accepted format → the extension of stored uploads. Image.open() tries
@@ -30,7 +32,6 @@ THUMBNAIL_FORMATS = {"jpg": ("JPEG", "jpg"), "png": ("PNG", "png"), "gif": ("PNG
 SAVE_OPTIONS = {"JPEG": {"quality": 85, "optimize": True}, "PNG": {"optimize": True}, "WEBP": {"quality": 80}}
 UPLOAD_DIR = "uploads"
 THUMBNAIL_DIR = "thumbnails"
-UNFINISHED_END_STATUSES = frozenset({"failed", "stopped", "canceled"})
 
 NOT_AN_IMAGE = "The file is not a JPEG, PNG, GIF or WebP image."
 DAMAGED = "The image is damaged or incomplete (truncated): it cannot be decoded."
@@ -199,6 +200,6 @@ def upload_of(job) -> str | None:
 
 def discard_files_of_unfinished_job(sender, job, status: str, **kwargs) -> None:
     """Receiver of signals.job_status_changed: a thumbnail job that will never finish leaves no files."""
-    if status in UNFINISHED_END_STATUSES and (upload := upload_of(job)):
+    if status in REQUEUABLE_STATUSES and (upload := upload_of(job)):
         discard(upload)
         logger.info("job_id=%s ended %s; discarded its upload %s", job.id, status, upload)

@@ -61,8 +61,7 @@ class UploadLimitHandler(FileUploadHandler):
 def uploaded_files(request: HttpRequest) -> MultiValueDict:
     """The request's files, with a stand-in (OversizedUpload) for each one dropped for its size."""
     if request.content_type != "multipart/form-data":
-        # Only multipart bodies carry files; asking Django would build its upload handlers anyway
-        # (a third of the time of a JSON POST /tasks).
+        # Only multipart bodies carry files; asking Django would build its upload handlers anyway.
         return MultiValueDict()
     files = request.FILES.copy()
     for handler in request.upload_handlers:

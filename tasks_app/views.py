@@ -224,7 +224,7 @@ async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) 
         await events.hub().ready()
     except TimeoutError:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
-    body = events.stream_async(task_ids, read_status_or_none, is_terminal)
+    body = events.stream_async(task_ids, read_status_or_none, status.TERMINAL_STATUSES.__contains__)
     response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
@@ -241,10 +241,6 @@ def read_status_or_none(task_id: str) -> dict | None:
         return status.get_task_status(task_id).as_dict()
     except status.TaskNotFound:
         return None
-
-
-def is_terminal(task_status: str) -> bool:
-    return task_status in status.TERMINAL_STATUSES
 
 
 # Cancelling needs the id, an unguessable uuid4 that only the submitter was given; there is

@@ -141,7 +141,7 @@ def test_static_files_are_served_by_the_app_server_with_long_caching(site):
     assert fetch(site, "/static/tasks_app/no-such-file.css", HTTPS).status == 404
 
 
-# --- Requests through the server's bridge to Django (taskqueue_site/asgi.py) --------------------
+# --- Requests through a2wsgi to Django's WSGI handler (taskqueue_site/asgi.py) ------------------
 
 
 def multipart(fields: dict[str, str], image: bytes) -> tuple[bytes, str]:

@@ -48,6 +48,17 @@ SETUPS = {
         *("--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(WORKERS)),
         *("--bind", f"127.0.0.1:{port}", "--log-level", "warning", "taskqueue_site.asgi:application"),
     ],
+    # The other two stock shapes the choice was between, measured on the routes under load.
+    "Django's ASGI handler for every route (uvicorn)": lambda port: [
+        str(VENV_BIN / "uvicorn"),
+        *("--factory", "django.core.asgi:get_asgi_application", "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", str(WORKERS), "--no-access-log", "--log-level", "warning"),
+    ],
+    "WSGI server for pages and API (gunicorn, streams on a separate ASGI server)": lambda port: [
+        str(VENV_BIN / "gunicorn"),
+        *("--workers", str(WORKERS), "--threads", "4", "--bind", f"127.0.0.1:{port}"),
+        *("--log-level", "warning", "taskqueue_site.wsgi:application"),
+    ],
 }
 PEER = [str(VENV_BIN / "gunicorn"), "--workers", str(WORKERS), "--log-level", "warning", "bench.peer:app"]
 # Why the first setup is the production server; the figures below are what it rests on.

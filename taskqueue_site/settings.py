@@ -23,6 +23,8 @@ def names(variable: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env.bool("DJANGO_DEBUG", True)
+# Debug pages and error mails leave out every setting and variable that may hold a password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "taskqueue_site.logs.SecretHidingFilter"
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:

@@ -160,8 +160,11 @@ def read_submission(request: HttpRequest) -> dict[str, Any]:
             if upload and fields.get("type") != "thumbnail":
                 raise UnreadableRequest(f"The request body is larger than {limit} bytes.")
             return fields
-    except (RequestDataTooBig, TooManyFieldsSent):
+    except RequestDataTooBig:
         raise UnreadableRequest(f"The request body is larger than {limit} bytes.") from None
+    except TooManyFieldsSent:
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        raise UnreadableRequest(f"The form has too many fields: at most {limit} are read.") from None
     except (MultiPartParserError, SuspiciousOperation, UnicodeDecodeError) as exc:
         raise UnreadableRequest(f"The form data could not be read: {exc}") from None
     raise UnreadableRequest(
@@ -178,6 +181,8 @@ def read_json_object(body: bytes) -> dict[str, Any]:
         raise UnreadableRequest("The JSON body is not valid UTF-8.") from None
     except ValueError as exc:  # JSONDecodeError, and integers past Python's digit limit
         raise UnreadableRequest(f"The body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UnreadableRequest("The JSON body is nested too deeply.") from None
     if not isinstance(payload, dict):
         raise UnreadableRequest('The JSON body must be an object such as {"type": 1}.')
     return {key: json_field_as_text(value) for key, value in payload.items()}

@@ -93,3 +93,11 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
     database = settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
+
+
+@pytest.fixture
+def client():
+    """Django's test client with CSRF checks on, as real clients meet them."""
+    from django.test import Client
+
+    return Client(enforce_csrf_checks=True)

@@ -1,6 +1,7 @@
 """Validation of task submissions, from the page's form and from the JSON/form API."""
 
 import json
+import unicodedata
 from typing import Any
 
 from django import forms
@@ -104,12 +105,18 @@ class ConfirmationEmailForm(QueueOptionsForm):
 
     def clean_email(self) -> str:
         address = self.cleaned_data["email"]
-        # Django accepts control characters inside a quoted local part ("\x01"@example.org);
-        # no mail server delivers to them, so the job would only fail its retries.
-        if any(ord(character) < 32 or ord(character) == 127 for character in address):
-            raise forms.ValidationError("Enter a valid email address.", code="invalid")
         local, _, domain = address.rpartition("@")
-        return f"{local}@{domain.lower()}"  # domains are case-insensitive; the local part may not be
+        domain = domain.lower()  # domains are case-insensitive; the local part may not be
+        # Refuse what no server delivers (control, format and separator characters such as U+2028
+        # and U+202E) and what would be mailed elsewhere than shown: encoded words (=?utf-8?b?...?=)
+        # are decoded when sent, and IDNA maps some domains (fullwidth letters, ß) to other ones.
+        try:
+            as_shown = domain.isascii() or domain.encode("idna").decode("idna") == domain
+        except UnicodeError:
+            as_shown = False
+        if not as_shown or "=?" in address or any(unicodedata.category(char)[0] in "CZ" for char in address):
+            raise forms.ValidationError("Enter an email address that can be sent to as written.", code="invalid")
+        return f"{local}@{domain}"
 
     def enqueue(self, submitter: dict[str, Any]) -> str:
         return jobs.enqueue_confirmation_email(self.cleaned_data["email"], **self.queue_options(), submitter=submitter)

@@ -46,6 +46,7 @@ def pytest_collection_modifyitems(config, items):
 def no_rate_limit(settings):
     """Tests send many tasks from one address; the rate limit has tests of its own."""
     settings.TASKS_RATE_LIMIT = "off"
+    settings.CONFIRMATION_EMAILS_PER_ADDRESS = "off"
 
 
 @pytest.fixture

@@ -135,7 +135,8 @@ def enqueue_call(
 
 
 def enqueue_thumbnails(image: thumbnails.CheckedImage, **options: Any) -> str:
-    """Store a checked image and enqueue the job that makes its thumbnails (options as for enqueue_call)."""
+    """Decode, store and enqueue an admitted image for thumbnails (options as for enqueue_call)."""
+    thumbnails.check_decodes(image)
     stored_name = thumbnails.store_upload(image)
     try:
         return enqueue_call(

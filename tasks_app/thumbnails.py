@@ -6,6 +6,7 @@ without finishing takes its upload with it.
 """
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ UPLOAD_DIR = "uploads"
 THUMBNAIL_DIR = "thumbnails"
 UNFINISHED_END_STATUSES = frozenset({"failed", "stopped", "canceled"})
 
+# Pillow keeps a pointer per row: a tall thin image costs memory that its pixel count hides.
+MAX_SIDE = 30_000
+# One decode at a time in a process: a legitimate image may still take hundreds of megabytes.
+DECODING = threading.BoundedSemaphore(1)
 NOT_AN_IMAGE = "The file is not a JPEG, PNG, GIF or WebP image."
 DAMAGED = "The image is damaged or incomplete (truncated): it cannot be decoded."
 
@@ -64,18 +69,23 @@ def too_large_message() -> str:
 
 
 def check_upload(upload: File) -> CheckedImage:
-    """Refuse an upload that is too large, not an accepted image, a decompression bomb or truncated."""
+    """Refuse an upload by its size and header alone: too large, not an accepted image, or a bomb."""
     if upload.size > settings.THUMBNAIL_MAX_UPLOAD_BYTES:
         raise ImageRejected(too_large_message(), "too_large")
+    with open_image(upload) as image:
+        return CheckedImage(upload, image.format)
+
+
+def check_decodes(checked: CheckedImage) -> None:
+    """Refuse a damaged or truncated image by decoding it; call it once the request is admitted."""
     # verify() checks the structure; load() decodes, which finds a file cut short. A verified
     # image cannot be loaded, hence two opens.
-    with open_image(upload) as image:
-        image_format = image.format
-        decode_or_reject(image.verify)
-    with open_image(upload) as image:
-        decode_or_reject(image.load)
-    upload.seek(0)
-    return CheckedImage(upload, image_format)
+    with DECODING:
+        with open_image(checked.file) as image:
+            decode_or_reject(image.verify)
+        with open_image(checked.file) as image:
+            decode_or_reject(image.load)
+    checked.file.seek(0)
 
 
 def open_image(file: File) -> Image.Image:
@@ -91,7 +101,7 @@ def open_image(file: File) -> Image.Image:
         raise ImageRejected(NOT_AN_IMAGE, "not_an_image") from None
     except Exception:  # a broken header: Pillow's parsers raise many kinds of errors
         raise ImageRejected(DAMAGED, "damaged") from None
-    if image.width * image.height > settings.THUMBNAIL_MAX_PIXELS:
+    if image.width * image.height > settings.THUMBNAIL_MAX_PIXELS or max(image.size) > MAX_SIDE:
         image.close()
         raise ImageRejected(pixel_limit_message(image.width, image.height), "too_many_pixels")
     return image
@@ -109,6 +119,8 @@ def has_accepted_signature(file: File) -> bool:
 def pixel_limit_message(width: int | None = None, height: int | None = None) -> str:
     limit = f"{settings.THUMBNAIL_MAX_PIXELS / 1_000_000:g} megapixels"
     declared = f"{width} x {height} pixels, more than" if width else "more pixels than"
+    if width and max(width, height) > MAX_SIDE:
+        declared, limit = f"{width} x {height} pixels, a side longer than", f"{MAX_SIDE} pixels"
     return f"The image declares {declared} the limit of {limit}; it is refused as a decompression bomb."
 
 

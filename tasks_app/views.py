@@ -58,6 +58,9 @@ def index(request: HttpRequest) -> HttpResponse:
     except (jobs.QueueFull, connections.QueueUnavailable) as exc:
         form.add_error(None, str(exc) if isinstance(exc, jobs.QueueFull) else QUEUE_DOWN_MESSAGE)
         return with_headers(render_index(request, form, code=503), RETRY_AFTER)
+    except thumbnails.ImageRejected as exc:  # found by decoding, which waits until the request is admitted
+        form.add_error("image", str(exc))
+        return render_index(request, form, code=400)
     return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
 
 
@@ -168,6 +171,8 @@ def create_task(request: HttpRequest) -> HttpResponse:
         return json_error(str(exc), 503, headers=RETRY_AFTER)
     except connections.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
+    except thumbnails.ImageRejected as exc:  # found by decoding, which waits until the request is admitted
+        return json_error("The task could not be created: the input is invalid.", 400, errors={"image": [str(exc)]})
     status_url = request.build_absolute_uri(reverse("tasks_app:task_status", args=[task_id]))
     response = json_success({"task_id": task_id}, status=202)
     response["Location"] = status_url

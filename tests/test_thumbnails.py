@@ -442,3 +442,37 @@ def test_compose_shares_one_media_volume_between_web_and_worker():
         assert f"media:{root}" in service["volumes"]
     assert "media" in compose["volumes"]
     assert "mkdir -p /data /media" in (PROJECT_ROOT / "Dockerfile").read_text()  # owned by the app user
+
+
+# --- Costly images: admitted before decoding, refused by their header -----------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Every image Pillow decodes (ImageFile.load), here in the web process."""
+    from PIL import ImageFile
+
+    calls = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: calls.append(image.size) or load(image))
+    return calls
+
+
+def test_a_tall_thin_bomb_is_refused_by_its_header_without_decoding(fake_redis, media, decodes):
+    """1 x 49,999,999 pixels is under the pixel limit, but decoding it costs gigabytes (a pointer a row)."""
+    body = assert_refused(submit(images.png_declaring(1, 49_999_999)), 400, media, fake_redis, "decompression bomb")
+    assert body["errors"]["image"] == [
+        "The image declares 1 x 49999999 pixels, a side longer than the limit of 30000 pixels; "
+        "it is refused as a decompression bomb."
+    ]
+    assert decodes == []
+
+
+@pytest.mark.parametrize("limit", ["TASKS_RATE_LIMIT", "TASKS_MAX_QUEUE_DEPTH"])
+def test_a_refused_request_decodes_nothing(fake_redis, media, settings, decodes, limit):
+    setattr(settings, limit, "1/m" if limit == "TASKS_RATE_LIMIT" else 1)
+    assert submit(images.png()).status_code == 202
+    decodes.clear()
+
+    assert submit(images.png()).status_code in (429, 503)
+    assert decodes == []  # admission came first

@@ -179,9 +179,10 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
         for name in written:
             delete_quietly(name)
         raise
-    original = {"url": public_url(upload_name), "width": upright.width, "height": upright.height}
+    # The original keeps its metadata (EXIF GPS position included): it is never served, only the thumbnails.
+    delete_quietly(upload_name)
     logger.info("thumbnails made upload=%s sizes=%s", upload_name, settings.THUMBNAIL_SIZES)
-    return {"original": original, "thumbnails": thumbnails}
+    return {"original": {"width": upright.width, "height": upright.height}, "thumbnails": thumbnails}
 
 
 def encode(image: Image.Image, image_format: str) -> bytes:

@@ -96,11 +96,8 @@ def test_an_upload_is_stored_and_the_job_makes_every_size(fake_redis, media, dat
     assert final["progress"] == 100
     result = final["task_result"]
     source = images.opened(data)
-    assert result["original"] == {
-        "url": f"http://testserver/media/{stored_name}",
-        "width": source.width,
-        "height": source.height,
-    }
+    assert result["original"] == {"width": source.width, "height": source.height}
+    assert not (media / stored_name).exists()  # never served: it keeps its metadata
     assert [thumbnail["size"] for thumbnail in result["thumbnails"]] == [128, 256, 512]
     for thumbnail in result["thumbnails"]:
         made = Image.open(media_path(media, thumbnail["url"]))
@@ -476,3 +473,21 @@ def test_a_refused_request_decodes_nothing(fake_redis, media, settings, decodes,
 
     assert submit(images.png()).status_code in (429, 503)
     assert decodes == []  # admission came first
+
+
+def test_no_stored_file_keeps_the_photos_gps_position(fake_redis, media):
+    from PIL import ExifTags
+
+    exif = Image.Exif()
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update({ExifTags.GPS.GPSLatitudeRef: "N", ExifTags.GPS.GPSLatitude: (52, 31, 0)})
+    photo = images.encode(images.two_colour(), "JPEG", exif=exif.tobytes())
+    assert images.opened(photo).getexif().get_ifd(ExifTags.IFD.GPSInfo)  # the upload has a position
+    task_id = submit(photo).json()["data"]["task_id"]
+
+    run_jobs(fake_redis)
+
+    assert status(task_id)["task_status"] == "finished"
+    files = stored_files(media)
+    assert files and all(name.startswith("thumbnails/") for name in files)
+    for name in files:
+        assert not Image.open(media / name).getexif().get_ifd(ExifTags.IFD.GPSInfo), name

@@ -5,7 +5,7 @@ import urllib.request
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image
+from PIL import Image, ImageOps
 
 from tests.support import images
 from tests.support.http import task_status
@@ -58,7 +58,8 @@ def test_a_worker_makes_thumbnails_of_every_format(live_server, media, start_wor
         assert data["task_status"] == "finished", (name, data)
         result = data["task_result"]
         source = images.opened(uploads[name])
-        assert result["original"] == {"width": source.width, "height": source.height}
+        upright = ImageOps.exif_transpose(source)
+        assert result["original"] == {"width": upright.width, "height": upright.height}
         assert [thumbnail["size"] for thumbnail in result["thumbnails"]] == [128, 256, 512]
         for thumbnail in result["thumbnails"]:
             # Absolute URLs on SITE_URL, served from the storage the worker wrote to.

@@ -22,7 +22,7 @@ from tasks_app.forms import (
     read_submission,
     submission_form,
 )
-from tasks_app.responses import json_error, json_methods, json_success
+from tasks_app.responses import json_error, json_methods, json_success, method_not_allowed
 from tasks_app.uploads import uploaded_files
 
 QUEUE_DOWN_MESSAGE = "The task queue is unavailable right now (Redis cannot be reached). Try again shortly."
@@ -238,11 +238,6 @@ async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) 
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
     return response
-
-
-def method_not_allowed(request: HttpRequest, allowed: str = "GET, HEAD") -> HttpResponse:
-    message = f"Method {request.method} is not allowed here; use {allowed}."
-    return json_error(message, 405, headers={"Allow": allowed})
 
 
 def read_status_or_none(task_id: str) -> dict | None:

@@ -1,9 +1,10 @@
-"""The JSON log formatter: one object a line, tracebacks included, for log collectors."""
+"""The JSON log formatter (one object a line, for log collectors) and what error reports may show."""
 
 import logging
 import re
 from typing import Any
 
+from django.views.debug import SafeExceptionReporterFilter
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from rq import get_current_job
@@ -46,3 +47,20 @@ class JSONFormatter(JsonFormatter):
             log_data["job_id"] = job_id
         if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
             log_data.update(zip(UVICORN_ACCESS_FIELDS, record.args, strict=True))
+
+
+class SecretHidingFilter(SafeExceptionReporterFilter):
+    """Hide settings, variables and values that hold a password, such as REDIS_URL's, from error reports."""
+
+    hidden_settings = re.compile("API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|URL|SENTINEL|QUEUES", re.I)
+    CREDENTIALS_IN_URL = re.compile(r"://[^/@\s]*:[^/@\s]*@")
+
+    def get_traceback_frame_variables(self, request, tb_frame):
+        variables = super().get_traceback_frame_variables(request, tb_frame)
+        return [(name, self.cleansed_substitute if self.is_secret(name, value) else value) for name, value in variables]
+
+    def is_secret(self, name: str, value: Any) -> bool:
+        try:
+            return bool(self.hidden_settings.search(name) or self.CREDENTIALS_IN_URL.search(repr(value)))
+        except Exception:  # a value without a working repr() shows nothing either
+            return True

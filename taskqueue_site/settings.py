@@ -23,6 +23,8 @@ def names(variable: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env.bool("DJANGO_DEBUG", True)
+# Debug pages and error mails leave out every setting and variable that may hold a password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "taskqueue_site.logs.SecretHidingFilter"
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
@@ -248,19 +250,22 @@ for kind, override in env.json("TASK_POLICIES", {}, validate=TASK_POLICY_OVERRID
 RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
-def parse_rate(raw: str) -> tuple[int, int] | None:
+def parse_rate(raw: str, name: str = "TASKS_RATE_LIMIT") -> tuple[int, int] | None:
     """Parse a rate such as "60/m" into (requests, window seconds); "off" is None."""
     value = raw.strip().lower()
     if value in {"off", "0", "none", ""}:
         return None
     count, _, unit = value.partition("/")
     if not count.isdigit() or int(count) < 1 or unit not in RATE_UNITS:
-        raise ImproperlyConfigured(f"TASKS_RATE_LIMIT must look like 60/m (per s, m or h) or off, not {raw!r}")
+        raise ImproperlyConfigured(f"{name} must look like 60/m (per s, m or h) or off, not {raw!r}")
     return int(count), RATE_UNITS[unit]
 
 
 TASKS_RATE_LIMIT = env.str("TASKS_RATE_LIMIT", "60/m")
 parse_rate(TASKS_RATE_LIMIT)  # fail at start-up, not on the first request
+# Confirmation emails to one address, so that the site cannot be used to flood someone's inbox.
+CONFIRMATION_EMAILS_PER_ADDRESS = env.str("CONFIRMATION_EMAILS_PER_ADDRESS", "3/h")
+parse_rate(CONFIRMATION_EMAILS_PER_ADDRESS, "CONFIRMATION_EMAILS_PER_ADDRESS")
 TASKS_MAX_QUEUE_DEPTH = env.int("TASKS_MAX_QUEUE_DEPTH", 10_000, validate=NON_NEGATIVE)
 
 

@@ -1,6 +1,7 @@
 """Validation of task submissions, from the page's form and from the JSON/form API."""
 
 import json
+import unicodedata
 from typing import Any
 
 from django import forms
@@ -104,12 +105,18 @@ class ConfirmationEmailForm(QueueOptionsForm):
 
     def clean_email(self) -> str:
         address = self.cleaned_data["email"]
-        # Django accepts control characters inside a quoted local part ("\x01"@example.org);
-        # no mail server delivers to them, so the job would only fail its retries.
-        if any(ord(character) < 32 or ord(character) == 127 for character in address):
-            raise forms.ValidationError("Enter a valid email address.", code="invalid")
         local, _, domain = address.rpartition("@")
-        return f"{local}@{domain.lower()}"  # domains are case-insensitive; the local part may not be
+        domain = domain.lower()  # domains are case-insensitive; the local part may not be
+        # Refuse what no server delivers (control, format and separator characters such as U+2028
+        # and U+202E) and what would be mailed elsewhere than shown: encoded words (=?utf-8?b?...?=)
+        # are decoded when sent, and IDNA maps some domains (fullwidth letters, ß) to other ones.
+        try:
+            as_shown = domain.isascii() or domain.encode("idna").decode("idna") == domain
+        except UnicodeError:
+            as_shown = False
+        if not as_shown or "=?" in address or any(unicodedata.category(char)[0] in "CZ" for char in address):
+            raise forms.ValidationError("Enter an email address that can be sent to as written.", code="invalid")
+        return f"{local}@{domain}"
 
     def enqueue(self, submitter: dict[str, Any]) -> str:
         return jobs.enqueue_confirmation_email(self.cleaned_data["email"], **self.queue_options(), submitter=submitter)
@@ -160,8 +167,11 @@ def read_submission(request: HttpRequest) -> dict[str, Any]:
             if upload and fields.get("type") != "thumbnail":
                 raise UnreadableRequest(f"The request body is larger than {limit} bytes.")
             return fields
-    except (RequestDataTooBig, TooManyFieldsSent):
+    except RequestDataTooBig:
         raise UnreadableRequest(f"The request body is larger than {limit} bytes.") from None
+    except TooManyFieldsSent:
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        raise UnreadableRequest(f"The form has too many fields: at most {limit} are read.") from None
     except (MultiPartParserError, SuspiciousOperation, UnicodeDecodeError) as exc:
         raise UnreadableRequest(f"The form data could not be read: {exc}") from None
     raise UnreadableRequest(
@@ -178,6 +188,8 @@ def read_json_object(body: bytes) -> dict[str, Any]:
         raise UnreadableRequest("The JSON body is not valid UTF-8.") from None
     except ValueError as exc:  # JSONDecodeError, and integers past Python's digit limit
         raise UnreadableRequest(f"The body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UnreadableRequest("The JSON body is nested too deeply.") from None
     if not isinstance(payload, dict):
         raise UnreadableRequest('The JSON body must be an object such as {"type": 1}.')
     return {key: json_field_as_text(value) for key, value in payload.items()}

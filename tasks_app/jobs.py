@@ -35,10 +35,10 @@ CALLBACKS = {
 
 
 class RateLimited(Exception):
-    """The client sent more new tasks than TASKS_RATE_LIMIT allows."""
+    """More new tasks than TASKS_RATE_LIMIT, or emails to one address than CONFIRMATION_EMAILS_PER_ADDRESS."""
 
-    def __init__(self, retry_after: int, limit: str):
-        super().__init__(f"Too many new tasks: the limit is {limit} per client. Retry in {retry_after} s.")
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(f"{message} Retry in {retry_after} s.")
         self.retry_after = retry_after
 
 
@@ -59,17 +59,11 @@ class TaskStateConflict(Exception):
 
 def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
     """Refuse new work over the client's rate (a fixed window, in Redis) or into a queue at its depth limit."""
-    rate = parse_rate(settings.TASKS_RATE_LIMIT)
+    limit = settings.TASKS_RATE_LIMIT
     connection = get_connection(queue_name)
     with redis_outage_as_unavailable():
-        if rate is not None:
-            allowed, window = rate
-            now = time.time()
-            key = f"taskqueue:rate:{client}:{int(now // window)}"
-            with connection.pipeline() as pipeline:
-                used, _ = pipeline.incr(key).expire(key, window + 1).execute()
-            if used > allowed:
-                raise RateLimited(retry_after=max(1, math.ceil(window - now % window)), limit=settings.TASKS_RATE_LIMIT)
+        if wait := count_against_rate(connection, client, limit):
+            raise RateLimited(f"Too many new tasks: the limit is {limit} per client.", wait)
         depth_limit = settings.TASKS_MAX_QUEUE_DEPTH
         if depth_limit:
             queue = get_queue(queue_name)
@@ -77,6 +71,18 @@ def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
             depth = queue.count + queue.scheduled_job_registry.get_job_count(cleanup=False)
             if depth >= depth_limit:
                 raise QueueFull(queue_name, depth)
+
+
+def count_against_rate(connection, name: str, limit: str) -> int:
+    """Count one more event for `name` in the current window of a rate such as "3/h"; 0, or seconds to wait."""
+    if (rate := parse_rate(limit)) is None:
+        return 0
+    allowed, window = rate
+    now = time.time()
+    key = f"taskqueue:rate:{name}:{int(now // window)}"
+    with connection.pipeline() as pipeline:
+        used, _ = pipeline.incr(key).expire(key, window + 1).execute()
+    return max(1, math.ceil(window - now % window)) if used > allowed else 0
 
 
 def enqueue_task(task_type: int, **options: Any) -> str:
@@ -129,7 +135,8 @@ def enqueue_call(
 
 
 def enqueue_thumbnails(image: thumbnails.CheckedImage, **options: Any) -> str:
-    """Store a checked image and enqueue the job that makes its thumbnails (options as for enqueue_call)."""
+    """Decode, store and enqueue an admitted image for thumbnails (options as for enqueue_call)."""
+    thumbnails.check_decodes(image)
     stored_name = thumbnails.store_upload(image)
     try:
         return enqueue_call(
@@ -146,6 +153,11 @@ def enqueue_thumbnails(image: thumbnails.CheckedImage, **options: Any) -> str:
 
 
 def enqueue_confirmation_email(address: str, **options: Any) -> str:
+    limit = settings.CONFIRMATION_EMAILS_PER_ADDRESS
+    with redis_outage_as_unavailable():
+        wait = count_against_rate(get_connection(), f"recipient:{address.lower()}", limit)
+    if wait:
+        raise RateLimited(f"Too many confirmation emails to {address}: the limit is {limit} an address.", wait)
     description = f"Confirmation email to {address}"
     return enqueue_call(
         tasks.send_confirmation_email, (address,), kind="confirmation_email", description=description, **options

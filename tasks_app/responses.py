@@ -36,13 +36,13 @@ def json_methods(methods: Iterable[str]) -> Callable:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in allowed:
-                return json_error(
-                    f"Method {request.method} is not allowed here; use {', '.join(allowed)}.",
-                    405,
-                    headers={"Allow": ", ".join(allowed)},
-                )
+                return method_not_allowed(request, ", ".join(allowed))
             return view(request, *args, **kwargs)
 
         return wrapper
 
     return decorator
+
+
+def method_not_allowed(request: HttpRequest, allowed: str = "GET, HEAD") -> JsonResponse:
+    return json_error(f"Method {request.method} is not allowed here; use {allowed}.", 405, headers={"Allow": allowed})

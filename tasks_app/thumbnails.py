@@ -6,6 +6,7 @@ without finishing takes its upload with it.
 """
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ SAVE_OPTIONS = {"JPEG": {"quality": 85, "optimize": True}, "PNG": {"optimize": T
 UPLOAD_DIR = "uploads"
 THUMBNAIL_DIR = "thumbnails"
 
+# Pillow keeps a pointer per row: a tall thin image costs memory that its pixel count hides.
+MAX_SIDE = 30_000
+# One decode at a time in a process: a legitimate image may still take hundreds of megabytes.
+DECODING = threading.BoundedSemaphore(1)
 NOT_AN_IMAGE = "The file is not a JPEG, PNG, GIF or WebP image."
 DAMAGED = "The image is damaged or incomplete (truncated): it cannot be decoded."
 
@@ -65,18 +70,23 @@ def too_large_message() -> str:
 
 
 def check_upload(upload: File) -> CheckedImage:
-    """Refuse an upload that is too large, not an accepted image, a decompression bomb or truncated."""
+    """Refuse an upload by its size and header alone: too large, not an accepted image, or a bomb."""
     if upload.size > settings.THUMBNAIL_MAX_UPLOAD_BYTES:
         raise ImageRejected(too_large_message(), "too_large")
+    with open_image(upload) as image:
+        return CheckedImage(upload, image.format)
+
+
+def check_decodes(checked: CheckedImage) -> None:
+    """Refuse a damaged or truncated image by decoding it; call it once the request is admitted."""
     # verify() checks the structure; load() decodes, which finds a file cut short. A verified
     # image cannot be loaded, hence two opens.
-    with open_image(upload) as image:
-        image_format = image.format
-        decode_or_reject(image.verify)
-    with open_image(upload) as image:
-        decode_or_reject(image.load)
-    upload.seek(0)
-    return CheckedImage(upload, image_format)
+    with DECODING:
+        with open_image(checked.file) as image:
+            decode_or_reject(image.verify)
+        with open_image(checked.file) as image:
+            decode_or_reject(image.load)
+    checked.file.seek(0)
 
 
 def open_image(file: File) -> Image.Image:
@@ -92,7 +102,7 @@ def open_image(file: File) -> Image.Image:
         raise ImageRejected(NOT_AN_IMAGE, "not_an_image") from None
     except Exception:  # a broken header: Pillow's parsers raise many kinds of errors
         raise ImageRejected(DAMAGED, "damaged") from None
-    if image.width * image.height > settings.THUMBNAIL_MAX_PIXELS:
+    if image.width * image.height > settings.THUMBNAIL_MAX_PIXELS or max(image.size) > MAX_SIDE:
         image.close()
         raise ImageRejected(pixel_limit_message(image.width, image.height), "too_many_pixels")
     return image
@@ -110,6 +120,8 @@ def has_accepted_signature(file: File) -> bool:
 def pixel_limit_message(width: int | None = None, height: int | None = None) -> str:
     limit = f"{settings.THUMBNAIL_MAX_PIXELS / 1_000_000:g} megapixels"
     declared = f"{width} x {height} pixels, more than" if width else "more pixels than"
+    if width and max(width, height) > MAX_SIDE:
+        declared, limit = f"{width} x {height} pixels, a side longer than", f"{MAX_SIDE} pixels"
     return f"The image declares {declared} the limit of {limit}; it is refused as a decompression bomb."
 
 
@@ -168,9 +180,10 @@ def make_thumbnails(upload_name: str, report_progress: Callable[[int], None] = l
         for name in written:
             delete_quietly(name)
         raise
-    original = {"url": public_url(upload_name), "width": upright.width, "height": upright.height}
+    # The original keeps its metadata (EXIF GPS position included): it is never served, only the thumbnails.
+    delete_quietly(upload_name)
     logger.info("thumbnails made upload=%s sizes=%s", upload_name, settings.THUMBNAIL_SIZES)
-    return {"original": original, "thumbnails": thumbnails}
+    return {"original": {"width": upright.width, "height": upright.height}, "thumbnails": thumbnails}
 
 
 def encode(image: Image.Image, image_format: str) -> bytes:

@@ -22,7 +22,7 @@ from tasks_app.forms import (
     read_submission,
     submission_form,
 )
-from tasks_app.responses import json_error, json_methods, json_success
+from tasks_app.responses import json_error, json_methods, json_success, method_not_allowed
 from tasks_app.uploads import uploaded_files
 
 QUEUE_DOWN_MESSAGE = "The task queue is unavailable right now (Redis cannot be reached). Try again shortly."
@@ -58,6 +58,9 @@ def index(request: HttpRequest) -> HttpResponse:
     except (jobs.QueueFull, connections.QueueUnavailable) as exc:
         form.add_error(None, str(exc) if isinstance(exc, jobs.QueueFull) else QUEUE_DOWN_MESSAGE)
         return with_headers(render_index(request, form, code=503), RETRY_AFTER)
+    except thumbnails.ImageRejected as exc:  # found by decoding, which waits until the request is admitted
+        form.add_error("image", str(exc))
+        return render_index(request, form, code=400)
     return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
 
 
@@ -168,12 +171,16 @@ def create_task(request: HttpRequest) -> HttpResponse:
         return json_error(str(exc), 503, headers=RETRY_AFTER)
     except connections.QueueUnavailable:
         return json_error(QUEUE_DOWN_MESSAGE, 503, headers=RETRY_AFTER)
+    except thumbnails.ImageRejected as exc:  # found by decoding, which waits until the request is admitted
+        return json_error("The task could not be created: the input is invalid.", 400, errors={"image": [str(exc)]})
     status_url = request.build_absolute_uri(reverse("tasks_app:task_status", args=[task_id]))
     response = json_success({"task_id": task_id}, status=202)
     response["Location"] = status_url
     return response
 
 
+# Read-only views: any other method gets the API's 405, not the CSRF check's HTML 403.
+@csrf_exempt
 @never_cache
 @json_methods(["GET", "HEAD"])
 def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
@@ -190,12 +197,14 @@ def task_status(request: HttpRequest, task_id: str) -> HttpResponse:
 MAX_STREAMED_TASKS = 50
 
 
+@csrf_exempt
 @never_cache
 async def task_events(request: HttpRequest, task_id: str) -> HttpResponse:
     """Stream one task's status and progress changes as Server-Sent Events until it ends."""
     return await event_stream(request, [task_id], single=True)
 
 
+@csrf_exempt
 @never_cache
 async def tasks_events(request: HttpRequest) -> HttpResponse:
     """Stream several tasks at once (?id=...&id=...): the page's one connection for all its rows."""
@@ -229,11 +238,6 @@ async def event_stream(request: HttpRequest, task_ids: list[str], single: bool) 
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
     return response
-
-
-def method_not_allowed(request: HttpRequest, allowed: str = "GET, HEAD") -> HttpResponse:
-    message = f"Method {request.method} is not allowed here; use {allowed}."
-    return json_error(message, 405, headers={"Allow": allowed})
 
 
 def read_status_or_none(task_id: str) -> dict | None:

@@ -46,6 +46,7 @@ def pytest_collection_modifyitems(config, items):
 def no_rate_limit(settings):
     """Tests send many tasks from one address; the rate limit has tests of its own."""
     settings.TASKS_RATE_LIMIT = "off"
+    settings.CONFIRMATION_EMAILS_PER_ADDRESS = "off"
 
 
 @pytest.fixture
@@ -93,3 +94,11 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
     database = settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
+
+
+@pytest.fixture
+def client():
+    """Django's test client with CSRF checks on, as real clients meet them."""
+    from django.test import Client
+
+    return Client(enforce_csrf_checks=True)

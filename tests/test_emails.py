@@ -235,6 +235,53 @@ def test_the_page_shows_an_invalid_address(fake_redis):
     assert 'value="nobody"' in email_form  # what the person typed stays, to be corrected
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        pytest.param("a@exam\u2028ple.org", id="line separator U+2028"),
+        pytest.param("a@\u202eelpmaxe.org", id="right-to-left override U+202E"),
+        pytest.param("=?utf-8?q?a=0D=0ABcc=3A_evil=40attacker.org?=@example.org", id="encoded word with a header"),
+        pytest.param("=?utf-8?b?ZXZpbA==?=@example.org", id="encoded word mailed as evil@"),
+        pytest.param("a@\uff45xample.org", id="fullwidth letter IDNA maps to e"),
+        pytest.param("a@stra\u00dfe.example", id="sharp s IDNA maps to ss"),
+    ],
+)
+def test_an_address_that_would_not_be_mailed_as_shown_is_refused(fake_redis, address):
+    response = Client().post(
+        "/tasks", {"type": "confirmation_email", "email": address}, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"]["email"] == ["Enter an email address that can be sent to as written."]
+    assert Queue("default", connection=fake_redis).count == 0
+
+
+def test_the_address_recorded_is_the_one_mailed(fake_redis, site, smtp):
+    mailbox = Mailbox()
+    smtp(mailbox)
+    response = request_email("Ada@B\u00fccher.example")
+    assert response.status_code == 202, response.content
+
+    run_jobs(fake_redis)
+
+    recorded = status(response.json()["data"]["task_id"])["task_result"]["email"]
+    assert recorded == "Ada@b\u00fccher.example"
+    assert mailbox.recipients == ["Ada@xn--bcher-kva.example"]  # the same domain, in its ASCII form
+    local, _, domain = recorded.partition("@")
+    assert mailbox.recipients == [f"{local}@{domain.encode('idna').decode()}"]
+
+
+def test_an_address_gets_at_most_the_configured_emails(fake_redis, settings):
+    settings.CONFIRMATION_EMAILS_PER_ADDRESS = "3/h"
+    assert [request_email(address).status_code for address in ["a@example.org"] * 3] == [202] * 3
+
+    refused = request_email("A@EXAMPLE.org")  # the same mailbox, spelled otherwise
+    assert refused.status_code == 429, refused.content
+    assert 0 < int(refused["Retry-After"]) <= 3600
+    assert "Too many confirmation emails to A@example.org: the limit is 3/h an address." in refused.json()["message"]
+    assert Queue("default", connection=fake_redis).count == 3
+    assert request_email("b@example.org").status_code == 202
+
+
 # --- Sending: once per job, retried only when the server did not take the message ---------------
 
 

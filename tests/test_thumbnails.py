@@ -96,11 +96,8 @@ def test_an_upload_is_stored_and_the_job_makes_every_size(fake_redis, media, dat
     assert final["progress"] == 100
     result = final["task_result"]
     source = images.opened(data)
-    assert result["original"] == {
-        "url": f"http://testserver/media/{stored_name}",
-        "width": source.width,
-        "height": source.height,
-    }
+    assert result["original"] == {"width": source.width, "height": source.height}
+    assert not (media / stored_name).exists()  # never served: it keeps its metadata
     assert [thumbnail["size"] for thumbnail in result["thumbnails"]] == [128, 256, 512]
     for thumbnail in result["thumbnails"]:
         made = Image.open(media_path(media, thumbnail["url"]))
@@ -442,3 +439,55 @@ def test_compose_shares_one_media_volume_between_web_and_worker():
         assert f"media:{root}" in service["volumes"]
     assert "media" in compose["volumes"]
     assert "mkdir -p /data /media" in (PROJECT_ROOT / "Dockerfile").read_text()  # owned by the app user
+
+
+# --- Costly images: admitted before decoding, refused by their header -----------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Every image Pillow decodes (ImageFile.load), here in the web process."""
+    from PIL import ImageFile
+
+    calls = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: calls.append(image.size) or load(image))
+    return calls
+
+
+def test_a_tall_thin_bomb_is_refused_by_its_header_without_decoding(fake_redis, media, decodes):
+    """1 x 49,999,999 pixels is under the pixel limit, but decoding it costs gigabytes (a pointer a row)."""
+    body = assert_refused(submit(images.png_declaring(1, 49_999_999)), 400, media, fake_redis, "decompression bomb")
+    assert body["errors"]["image"] == [
+        "The image declares 1 x 49999999 pixels, a side longer than the limit of 30000 pixels; "
+        "it is refused as a decompression bomb."
+    ]
+    assert decodes == []
+
+
+@pytest.mark.parametrize("limit", ["TASKS_RATE_LIMIT", "TASKS_MAX_QUEUE_DEPTH"])
+def test_a_refused_request_decodes_nothing(fake_redis, media, settings, decodes, limit):
+    setattr(settings, limit, "1/m" if limit == "TASKS_RATE_LIMIT" else 1)
+    assert submit(images.png()).status_code == 202
+    decodes.clear()
+
+    assert submit(images.png()).status_code in (429, 503)
+    assert decodes == []  # admission came first
+
+
+def test_no_stored_file_keeps_the_photos_gps_position(fake_redis, media):
+    from PIL import ExifTags
+
+    exif = Image.Exif()
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update({ExifTags.GPS.GPSLatitudeRef: "N", ExifTags.GPS.GPSLatitude: (52, 31, 0)})
+    photo = images.encode(images.two_colour(), "JPEG", exif=exif.tobytes())
+    assert images.opened(photo).getexif().get_ifd(ExifTags.IFD.GPSInfo)  # the upload has a position
+    task_id = submit(photo).json()["data"]["task_id"]
+
+    run_jobs(fake_redis)
+
+    assert status(task_id)["task_status"] == "finished"
+    files = stored_files(media)
+    assert files and all(name.startswith("thumbnails/") for name in files)
+    for name in files:
+        assert not Image.open(media / name).getexif().get_ifd(ExifTags.IFD.GPSInfo), name

@@ -153,6 +153,7 @@ def child_env(**overrides: str) -> dict[str, str]:
     }
     env["DJANGO_SETTINGS_MODULE"] = "taskqueue_site.settings"
     env.setdefault("TASKS_RATE_LIMIT", "off")  # tests send many tasks from one address
+    env.setdefault("CONFIRMATION_EMAILS_PER_ADDRESS", "off")
     env.update(database_env())
     env.update(overrides)
     return env

@@ -17,6 +17,7 @@ class Mailbox:
 
     def __init__(self, refuse_first: int = 0):
         self.messages: list[EmailMessage] = []
+        self.recipients: list[str] = []  # the envelope's RCPT TO addresses of accepted messages
         self.attempts = 0
         self.attempted_at: list[float] = []  # time.monotonic() of each message handed over
         self.refusals_left = refuse_first
@@ -30,6 +31,7 @@ class Mailbox:
                 self.refusals_left -= 1
                 return "451 4.3.0 Temporary failure, try again later"
             self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+            self.recipients.extend(envelope.rcpt_tos)
         return "250 2.0.0 Message accepted for delivery"
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from rq import Callback, Retry
+from redis.exceptions import WatchError
+from rq import Callback, Queue, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation
 from rq.job import JobStatus
@@ -70,13 +71,31 @@ def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
                 used, _ = pipeline.incr(key).expire(key, window + 1).execute()
             if used > allowed:
                 raise RateLimited(retry_after=max(1, math.ceil(window - now % window)), limit=settings.TASKS_RATE_LIMIT)
-        depth_limit = settings.TASKS_MAX_QUEUE_DEPTH
-        if depth_limit:
-            queue = get_queue(queue_name)
-            # Delayed jobs count too: they all land on the queue when they fall due.
-            depth = queue.count + queue.scheduled_job_registry.get_job_count(cleanup=False)
-            if depth >= depth_limit:
-                raise QueueFull(queue_name, depth)
+        if settings.TASKS_MAX_QUEUE_DEPTH:  # refused early, before any work; enqueue_call admits atomically
+            check_depth(get_queue(queue_name))
+
+
+def check_depth(queue: Queue, admitting: int = 0) -> None:
+    """Refuse new work into a queue at TASKS_MAX_QUEUE_DEPTH; delayed jobs count, as they land on it when due."""
+    depth = queue.count + queue.scheduled_job_registry.get_job_count(cleanup=False) + admitting
+    if depth >= settings.TASKS_MAX_QUEUE_DEPTH:
+        raise QueueFull(queue.name, depth)
+
+
+def reserve_place(queue: Queue) -> str:
+    """Count a submission against the depth limit until its enqueue lands: WATCH makes concurrent ones take turns."""
+    key = f"taskqueue:admitting:{queue.name}"
+    with queue.connection.pipeline() as pipeline:
+        while True:
+            try:
+                pipeline.watch(key)
+                check_depth(queue, int(pipeline.get(key) or 0))
+                pipeline.multi()
+                pipeline.incr(key).expire(key, 60)  # a submission cut off by an outage
+                pipeline.execute()
+                return key
+            except WatchError:
+                continue
 
 
 def enqueue_task(task_type: int, **options: Any) -> str:
@@ -118,12 +137,14 @@ def enqueue_call(
     }
     # One round trip: the job, its place in the queue and its id for the history (history.record_new_jobs).
     with redis_outage_as_unavailable(), queue.connection.pipeline() as pipeline:
+        admitting = reserve_place(queue) if settings.TASKS_MAX_QUEUE_DEPTH else None
         if delay:
             job = queue.enqueue_in(timedelta(seconds=delay), func, *args, pipeline=pipeline, **options)
         else:
             job = queue.enqueue(func, *args, pipeline=pipeline, **options)
-        pipeline.rpush(NEW_JOBS_KEY, job.id)
-        pipeline.execute()
+        if admitting:
+            pipeline.decr(admitting)  # counted in its queue from now on
+        pipeline.rpush(NEW_JOBS_KEY, job.id).execute()
     logger.info("enqueued job_id=%s kind=%s queue=%s delay=%s", job.id, kind, queue_name, delay)
     return job.id
 

@@ -1,5 +1,6 @@
 """Enqueue jobs under their policies, admit new work, and cancel, stop, requeue or delete jobs."""
 
+import functools
 import logging
 import math
 import time
@@ -7,7 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core import signing
 from django.core.files.storage import default_storage
+from django.utils.crypto import constant_time_compare
 from redis.exceptions import WatchError
 from rq import Callback, Queue, Retry
 from rq.command import send_stop_job_command
@@ -173,6 +176,15 @@ def enqueue_confirmation_email(address: str, **options: Any) -> str:
     )
 
 
+def cancel_token(task_id: str) -> str:
+    """The proof of submission that lets its holder cancel or stop the task: only the 202 gives it."""
+    return signing.Signer(salt="tasks_app.cancel").sign(task_id)
+
+
+def holds_cancel_token(task_id: str, token: str) -> bool:
+    return constant_time_compare(token, cancel_token(task_id))
+
+
 def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
     """Cancel a waiting job, or ask the worker to stop a running one (unless refused); return its new status."""
     job = fetch_job(task_id)
@@ -201,14 +213,9 @@ def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
     return JobStatus.CANCELED.value
 
 
-def cancel_waiting_task(task_id: str) -> str:
-    """Cancel a queued, scheduled or deferred job; a running one raises TaskStateConflict (stop it)."""
-    return cancel_task(task_id, stop=False)
-
-
-def stop_running_task(task_id: str) -> str:
-    """Ask the worker to stop a running job; any other job raises TaskStateConflict."""
-    return cancel_task(task_id, cancel=False)
+# The admin's actions: cancel only what waits, stop only what runs (others raise TaskStateConflict).
+cancel_waiting_task = functools.partial(cancel_task, stop=False)
+stop_running_task = functools.partial(cancel_task, cancel=False)
 
 
 def requeue_task(task_id: str) -> str:

@@ -73,9 +73,9 @@ def test_cancel_endpoint_answers(fake_redis):
     assert response.status_code == 200
     assert response.json()["data"]["task_status"] == "canceled"
     assert Queue("default", connection=fake_redis).count == 0
-    assert_error(client.post(f"/tasks/{task_id}/cancel", {"cancel_token": token}), 409, field="task_status")
+    assert_error(client.post(f"/tasks/{task_id}/cancel", headers={"X-Cancel-Token": token}), 409, field="task_status")
     for unknown in ("unknown-task", "a" * 36):  # another task's token proves nothing
-        assert_error(client.post(f"/tasks/{unknown}/cancel", {"cancel_token": token}), 403, field=None)
+        assert_error(client.post(f"/tasks/{unknown}/cancel", headers={"X-Cancel-Token": token}), 403, field=None)
     assert_error(client.post("/tasks/..%2Fetc/cancel"), 404, field=None)
 
 
@@ -106,7 +106,7 @@ def test_cancel_of_a_job_a_worker_just_took_is_a_conflict_not_a_false_canceled(f
     """Between the status read and the cancel, a worker popped the job: it will run, so say so."""
     task_id = post({"type": 1}).json()["data"]["task_id"]
     fake_redis.lpop("rq:queue:default")  # what a worker's dequeue does; its status still reads queued
-    response = Client().post(f"/tasks/{task_id}/cancel", {"cancel_token": jobs.cancel_token(task_id)})
+    response = Client().post(f"/tasks/{task_id}/cancel", headers={"X-Cancel-Token": jobs.cancel_token(task_id)})
     body = assert_error(response, 409, field="task_status")
     assert "has just started; stop it instead" in body["message"]
     assert Client().get(f"/tasks/{task_id}").json()["data"]["task_status"] == "queued"  # not marked canceled
@@ -123,7 +123,9 @@ def test_job_page_cancel_button(fake_redis):
     assert f'action="/jobs/{task_id}/cancel"' in page.content.decode()
     assert f'value="{jobs.cancel_token(task_id)}"' in page.content.decode()
     token = jobs.cancel_token(task_id)
-    assert client.post(f"/jobs/{task_id}/cancel", {"cancel_token": token}).status_code == 403  # CSRF protected
+    assert (
+        client.post(f"/jobs/{task_id}/cancel", headers={"X-Cancel-Token": token}).status_code == 403
+    )  # CSRF protected
     csrf = page.cookies["csrftoken"].value
     response = client.post(f"/jobs/{task_id}/cancel", {"csrfmiddlewaretoken": csrf, "cancel_token": token})
     assert response.status_code == 303
@@ -217,5 +219,7 @@ def test_stream_state_skips_repeats_and_ends_on_terminal():
 
 def test_pickled_job_cannot_be_canceled_either(fake_redis):
     job = Queue("default", connection=fake_redis).enqueue("tasks_app.tasks.sleep_task", 1)
-    assert_error(Client().post(f"/tasks/{job.id}/cancel", {"cancel_token": jobs.cancel_token(job.id)}), 404, field=None)
+    assert_error(
+        Client().post(f"/tasks/{job.id}/cancel", headers={"X-Cancel-Token": jobs.cancel_token(job.id)}), 404, field=None
+    )
     assert Queue("default", connection=fake_redis, serializer=JSONSerializer).count == 1

@@ -183,7 +183,10 @@ def job_in_state(connection, state: str) -> str:
         job.save()
     elif state == "canceled":
         assert (
-            Client().post(f"/tasks/{task_id}/cancel", {"cancel_token": jobs.cancel_token(task_id)}).status_code == 200
+            Client()
+            .post(f"/tasks/{task_id}/cancel", headers={"X-Cancel-Token": jobs.cancel_token(task_id)})
+            .status_code
+            == 200
         )
     elif state == "deferred":
         queue = Queue("default", connection=connection, serializer=JSONSerializer)

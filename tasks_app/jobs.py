@@ -1,5 +1,6 @@
 """Enqueue jobs under their policies, admit new work, and cancel, stop, requeue or delete jobs."""
 
+import functools
 import logging
 import math
 import time
@@ -7,8 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core import signing
 from django.core.files.storage import default_storage
-from rq import Callback, Retry
+from django.utils.crypto import constant_time_compare
+from redis.exceptions import WatchError
+from rq import Callback, Queue, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation
 from rq.job import JobStatus
@@ -64,13 +68,31 @@ def admit_submission(client: str, queue_name: str = DEFAULT_QUEUE) -> None:
     with redis_outage_as_unavailable():
         if wait := count_against_rate(connection, client, limit):
             raise RateLimited(f"Too many new tasks: the limit is {limit} per client.", wait)
-        depth_limit = settings.TASKS_MAX_QUEUE_DEPTH
-        if depth_limit:
-            queue = get_queue(queue_name)
-            # Delayed jobs count too: they all land on the queue when they fall due.
-            depth = queue.count + queue.scheduled_job_registry.get_job_count(cleanup=False)
-            if depth >= depth_limit:
-                raise QueueFull(queue_name, depth)
+        if settings.TASKS_MAX_QUEUE_DEPTH:  # refused early, before any work; enqueue_call admits atomically
+            check_depth(get_queue(queue_name))
+
+
+def check_depth(queue: Queue, admitting: int = 0) -> None:
+    """Refuse new work into a queue at TASKS_MAX_QUEUE_DEPTH; delayed jobs count, as they land on it when due."""
+    depth = queue.count + queue.scheduled_job_registry.get_job_count(cleanup=False) + admitting
+    if depth >= settings.TASKS_MAX_QUEUE_DEPTH:
+        raise QueueFull(queue.name, depth)
+
+
+def reserve_place(queue: Queue) -> str:
+    """Count a submission against the depth limit until its enqueue lands: WATCH makes concurrent ones take turns."""
+    key = f"taskqueue:admitting:{queue.name}"
+    with queue.connection.pipeline() as pipeline:
+        while True:
+            try:
+                pipeline.watch(key)
+                check_depth(queue, int(pipeline.get(key) or 0))
+                pipeline.multi()
+                pipeline.incr(key).expire(key, 60)  # a submission cut off by an outage
+                pipeline.execute()
+                return key
+            except WatchError:
+                continue
 
 
 def count_against_rate(connection, name: str, limit: str) -> int:
@@ -124,12 +146,14 @@ def enqueue_call(
     }
     # One round trip: the job, its place in the queue and its id for the history (history.record_new_jobs).
     with redis_outage_as_unavailable(), queue.connection.pipeline() as pipeline:
+        admitting = reserve_place(queue) if settings.TASKS_MAX_QUEUE_DEPTH else None
         if delay:
             job = queue.enqueue_in(timedelta(seconds=delay), func, *args, pipeline=pipeline, **options)
         else:
             job = queue.enqueue(func, *args, pipeline=pipeline, **options)
-        pipeline.rpush(NEW_JOBS_KEY, job.id)
-        pipeline.execute()
+        if admitting:
+            pipeline.decr(admitting)  # counted in its queue from now on
+        pipeline.rpush(NEW_JOBS_KEY, job.id).execute()
     logger.info("enqueued job_id=%s kind=%s queue=%s delay=%s", job.id, kind, queue_name, delay)
     return job.id
 
@@ -164,6 +188,15 @@ def enqueue_confirmation_email(address: str, **options: Any) -> str:
     )
 
 
+def cancel_token(task_id: str) -> str:
+    """The proof of submission that lets its holder cancel or stop the task: only the 202 gives it."""
+    return signing.Signer(salt="tasks_app.cancel").sign(task_id)
+
+
+def holds_cancel_token(task_id: str, token: str) -> bool:
+    return constant_time_compare(token, cancel_token(task_id))
+
+
 def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
     """Cancel a waiting job, or ask the worker to stop a running one (unless refused); return its new status."""
     job = fetch_job(task_id)
@@ -192,14 +225,9 @@ def cancel_task(task_id: str, cancel: bool = True, stop: bool = True) -> str:
     return JobStatus.CANCELED.value
 
 
-def cancel_waiting_task(task_id: str) -> str:
-    """Cancel a queued, scheduled or deferred job; a running one raises TaskStateConflict (stop it)."""
-    return cancel_task(task_id, stop=False)
-
-
-def stop_running_task(task_id: str) -> str:
-    """Ask the worker to stop a running job; any other job raises TaskStateConflict."""
-    return cancel_task(task_id, cancel=False)
+# The admin's actions: cancel only what waits, stop only what runs (others raise TaskStateConflict).
+cancel_waiting_task = functools.partial(cancel_task, stop=False)
+stop_running_task = functools.partial(cancel_task, cancel=False)
 
 
 def requeue_task(task_id: str) -> str:

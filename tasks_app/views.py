@@ -4,14 +4,16 @@ from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from tasks_app import connections, emails, events, jobs, openapi, status, thumbnails
+from tasks_app import connections, emails, events, jobs, openapi, permissions, status, thumbnails
 from tasks_app.forms import (
     ConfirmationEmailForm,
     QueueOptionsForm,
@@ -61,7 +63,18 @@ def index(request: HttpRequest) -> HttpResponse:
     except thumbnails.ImageRejected as exc:  # found by decoding, which waits until the request is admitted
         form.add_error("image", str(exc))
         return render_index(request, form, code=400)
-    return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
+    return job_page_redirect(task_id, jobs.cancel_token(task_id))
+
+
+def job_page_redirect(task_id: str, token: str) -> HttpResponse:
+    """To the job page, keeping the proof of submission that its Cancel button needs (no-JS clients)."""
+    url = reverse("tasks_app:job_page", args=[task_id])
+    return HttpResponseRedirect(f"{url}?{urlencode({'token': token})}" if token else url, status=303)
+
+
+def may_cancel(request: HttpRequest, task_id: str, token: str) -> bool:
+    """The submitter (its cancel token) or an admin with both job permissions, on the CSRF-protected page."""
+    return jobs.holds_cancel_token(task_id, token) or request.user.has_perms([permissions.CANCEL, permissions.STOP])
 
 
 def render_index(request: HttpRequest, submitted: QueueOptionsForm | None = None, code: int = 200) -> HttpResponse:
@@ -86,7 +99,10 @@ def job_page(request: HttpRequest, task_id: str) -> HttpResponse:
     except connections.QueueUnavailable:
         context = {"task_id": task_id, "unavailable": QUEUE_DOWN_MESSAGE}
         return with_headers(render(request, "tasks_app/job.html", context, status=503), RETRY_AFTER)
-    return render(request, "tasks_app/job.html", {"task_id": task_id, "task": task, "confirmed_at": confirmed_at})
+    token = request.GET.get("token", "")
+    context = {"task_id": task_id, "task": task, "confirmed_at": confirmed_at, "cancel_token": token}
+    context["may_cancel"] = may_cancel(request, task_id, token)
+    return render(request, "tasks_app/job.html", context)
 
 
 def sent_email(task: status.TaskStatus) -> bool:
@@ -97,6 +113,8 @@ def sent_email(task: status.TaskStatus) -> bool:
 @require_http_methods(["POST"])
 def job_page_cancel(request: HttpRequest, task_id: str) -> HttpResponse:
     """The job page's Cancel button (CSRF-protected form); back to the job page either way."""
+    if not may_cancel(request, task_id, request.POST.get("cancel_token", "")):
+        raise PermissionDenied("Only the task's submitter or an operator may cancel it.")
     try:
         jobs.cancel_task(task_id)
     except status.TaskNotFound:
@@ -106,7 +124,7 @@ def job_page_cancel(request: HttpRequest, task_id: str) -> HttpResponse:
         return with_headers(render(request, "tasks_app/job.html", context, status=503), RETRY_AFTER)
     except jobs.TaskStateConflict:
         pass  # it ended meanwhile; the page shows how
-    return HttpResponseRedirect(reverse("tasks_app:job_page", args=[task_id]), status=303)
+    return job_page_redirect(task_id, request.POST.get("cancel_token", ""))
 
 
 # The link's signed token is the proof; no session rides on it, so a forged POST gains nothing
@@ -174,7 +192,7 @@ def create_task(request: HttpRequest) -> HttpResponse:
     except thumbnails.ImageRejected as exc:  # found by decoding, which waits until the request is admitted
         return json_error("The task could not be created: the input is invalid.", 400, errors={"image": [str(exc)]})
     status_url = request.build_absolute_uri(reverse("tasks_app:task_status", args=[task_id]))
-    response = json_success({"task_id": task_id}, status=202)
+    response = json_success({"task_id": task_id, "cancel_token": jobs.cancel_token(task_id)}, status=202)
     response["Location"] = status_url
     return response
 
@@ -247,12 +265,14 @@ def read_status_or_none(task_id: str) -> dict | None:
         return None
 
 
-# Cancelling needs the id, an unguessable uuid4 that only the submitter was given; there is
-# no session to ride on, so no CSRF token is asked for (as for POST /tasks).
+# Cancelling needs the cancel token that only the submitter was given (the id is no secret:
+# admin viewers see every id). No session rides on it, so no CSRF token is asked for.
 @csrf_exempt
 @json_methods(["POST"])
 def cancel_task(request: HttpRequest, task_id: str) -> HttpResponse:
     """Cancel a waiting task (200, canceled) or stop a running one (202, stop requested)."""
+    if not jobs.holds_cancel_token(task_id, request.headers.get("X-Cancel-Token", "")):
+        return json_error("Only the task's submitter may cancel it: send the cancel_token its 202 gave.", 403)
     try:
         outcome = jobs.cancel_task(task_id)
     except status.TaskNotFound:

@@ -218,7 +218,7 @@ def test_the_page_has_an_email_form_that_works_without_javascript(fake_redis, si
         "/", {"type": "confirmation_email", "email": "page@example.org", "csrfmiddlewaretoken": token}
     )
     assert response.status_code == 303
-    assert re.fullmatch(r"/jobs/[0-9a-f-]{36}", response["Location"])
+    assert re.fullmatch(r"/jobs/[0-9a-f-]{36}\?token=\S+", response["Location"])
     run_jobs(fake_redis)
     assert 'id="job-status">finished<' in client.get(response["Location"]).content.decode()
     assert mail.outbox[0].to == ["page@example.org"]

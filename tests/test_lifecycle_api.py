@@ -4,13 +4,14 @@ import asyncio
 import json
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import AsyncClient, Client
 from rq import Queue
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from tasks_app import connections, events, status
+from tasks_app import connections, events, jobs, status
 from tasks_app.events import StreamState
 from tests.support.workers import InProcessJSONWorker
 from tests.test_views import assert_error
@@ -64,38 +65,71 @@ def test_form_fields_reach_the_queue(fake_redis):
 
 
 def test_cancel_endpoint_answers(fake_redis):
-    task_id = post({"type": 1}).json()["data"]["task_id"]
+    created = post({"type": 1}).json()["data"]
+    task_id, token = created["task_id"], created["cancel_token"]
     client = Client(enforce_csrf_checks=True)
     assert client.get(f"/tasks/{task_id}/cancel").status_code == 405
-    response = client.post(f"/tasks/{task_id}/cancel")
+    response = client.post(f"/tasks/{task_id}/cancel", headers={"X-Cancel-Token": token})
     assert response.status_code == 200
     assert response.json()["data"]["task_status"] == "canceled"
     assert Queue("default", connection=fake_redis).count == 0
-    assert_error(client.post(f"/tasks/{task_id}/cancel"), 409, field="task_status")
-    assert_error(client.post("/tasks/unknown-task/cancel"), 404, field=None)
+    assert_error(client.post(f"/tasks/{task_id}/cancel", headers={"X-Cancel-Token": token}), 409, field="task_status")
+    for unknown in ("unknown-task", "a" * 36):  # another task's token proves nothing
+        assert_error(client.post(f"/tasks/{unknown}/cancel", headers={"X-Cancel-Token": token}), 403, field=None)
     assert_error(client.post("/tasks/..%2Fetc/cancel"), 404, field=None)
+
+
+def test_cancel_and_stop_need_the_submitters_token(fake_redis, django_user_model):
+    """Job ids are no secret (admin viewers see them all): knowing one gives no power over the job."""
+    task_id = post({"type": 1}).json()["data"]["task_id"]
+    other_token = post({"type": 1}).json()["data"]["cancel_token"]
+    client = Client(enforce_csrf_checks=True)
+    for headers in ({}, {"X-Cancel-Token": other_token}, {"X-Cancel-Token": task_id}, {"X-Cancel-Token": "x:y"}):
+        body = assert_error(client.post(f"/tasks/{task_id}/cancel", headers=headers), 403, field=None)
+        assert "submitter" in body["message"]
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    client.force_login(viewer)
+    assert_error(client.post(f"/tasks/{task_id}/cancel"), 403, field=None)
+    page = client.get(f"/jobs/{task_id}")
+    assert "job_page_cancel" not in page.content.decode() and f"/jobs/{task_id}/cancel" not in page.content.decode()
+    csrf = client.get("/").cookies["csrftoken"].value
+    assert client.post(f"/jobs/{task_id}/cancel", {"csrfmiddlewaretoken": csrf}).status_code == 403
+    assert client.get(f"/tasks/{task_id}").json()["data"]["task_status"] == "queued"  # reading stays open
+    operator = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    operator.user_permissions.set(Permission.objects.filter(codename__in=["cancel_job", "stop_job"]))
+    client.force_login(operator)
+    assert client.post(f"/jobs/{task_id}/cancel", {"csrfmiddlewaretoken": csrf}).status_code == 303
+    assert client.get(f"/tasks/{task_id}").json()["data"]["task_status"] == "canceled"
 
 
 def test_cancel_of_a_job_a_worker_just_took_is_a_conflict_not_a_false_canceled(fake_redis):
     """Between the status read and the cancel, a worker popped the job: it will run, so say so."""
     task_id = post({"type": 1}).json()["data"]["task_id"]
     fake_redis.lpop("rq:queue:default")  # what a worker's dequeue does; its status still reads queued
-    response = Client().post(f"/tasks/{task_id}/cancel")
+    response = Client().post(f"/tasks/{task_id}/cancel", headers={"X-Cancel-Token": jobs.cancel_token(task_id)})
     body = assert_error(response, 409, field="task_status")
     assert "has just started; stop it instead" in body["message"]
     assert Client().get(f"/tasks/{task_id}").json()["data"]["task_status"] == "queued"  # not marked canceled
 
 
 def test_job_page_cancel_button(fake_redis):
-    task_id = post({"type": 1}).json()["data"]["task_id"]
+    """Without JavaScript: the form posts, the job page keeps the token its Cancel button sends."""
     client = Client(enforce_csrf_checks=True)
-    page = client.get(f"/jobs/{task_id}")
+    page = client.get("/")
+    created = client.post("/", {"type": 1, "csrfmiddlewaretoken": page.cookies["csrftoken"].value})
+    assert created.status_code == 303 and "?token=" in created["Location"]
+    task_id = created["Location"].split("/")[2].split("?")[0]
+    page = client.get(created["Location"])
     assert f'action="/jobs/{task_id}/cancel"' in page.content.decode()
-    assert client.post(f"/jobs/{task_id}/cancel").status_code == 403  # CSRF protected
-    token = page.cookies["csrftoken"].value
-    response = client.post(f"/jobs/{task_id}/cancel", {"csrfmiddlewaretoken": token})
+    assert f'value="{jobs.cancel_token(task_id)}"' in page.content.decode()
+    token = jobs.cancel_token(task_id)
+    assert (
+        client.post(f"/jobs/{task_id}/cancel", headers={"X-Cancel-Token": token}).status_code == 403
+    )  # CSRF protected
+    csrf = page.cookies["csrftoken"].value
+    response = client.post(f"/jobs/{task_id}/cancel", {"csrfmiddlewaretoken": csrf, "cancel_token": token})
     assert response.status_code == 303
-    assert 'id="job-status">canceled<' in client.get(f"/jobs/{task_id}").content.decode()
+    assert 'id="job-status">canceled<' in client.get(response["Location"]).content.decode()
 
 
 def stream(path: str, steps, timeout: float = 10) -> list[bytes]:
@@ -185,5 +219,7 @@ def test_stream_state_skips_repeats_and_ends_on_terminal():
 
 def test_pickled_job_cannot_be_canceled_either(fake_redis):
     job = Queue("default", connection=fake_redis).enqueue("tasks_app.tasks.sleep_task", 1)
-    assert_error(Client().post(f"/tasks/{job.id}/cancel"), 404, field=None)
+    assert_error(
+        Client().post(f"/tasks/{job.id}/cancel", headers={"X-Cancel-Token": jobs.cancel_token(job.id)}), 404, field=None
+    )
     assert Queue("default", connection=fake_redis, serializer=JSONSerializer).count == 1

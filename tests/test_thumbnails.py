@@ -355,7 +355,10 @@ def test_a_failed_attempt_that_will_be_retried_keeps_the_upload(fake_redis, medi
 def test_cancelling_a_queued_thumbnail_job_deletes_its_upload(fake_redis, media):
     task_id = submit(images.png()).json()["data"]["task_id"]
     assert len(stored_files(media)) == 1
-    assert Client().post(f"/tasks/{task_id}/cancel").status_code == 200
+    assert (
+        Client().post(f"/tasks/{task_id}/cancel", headers={"X-Cancel-Token": jobs.cancel_token(task_id)}).status_code
+        == 200
+    )
     assert stored_files(media) == []
 
 
@@ -369,7 +372,10 @@ def page_client() -> tuple[Client, str]:
 
 def test_a_thumbnail_job_whose_image_is_gone_is_not_requeued_to_fail_again(fake_redis, media):
     task_id = submit(images.png()).json()["data"]["task_id"]
-    assert Client().post(f"/tasks/{task_id}/cancel").status_code == 200
+    assert (
+        Client().post(f"/tasks/{task_id}/cancel", headers={"X-Cancel-Token": jobs.cancel_token(task_id)}).status_code
+        == 200
+    )
     assert stored_files(media) == []  # the image went with the canceled job
     with pytest.raises(jobs.TaskStateConflict, match="its image was deleted when it ended canceled"):
         jobs.requeue_task(task_id)
@@ -392,7 +398,7 @@ def test_the_page_has_an_upload_form_that_works_without_javascript(fake_redis, m
 
     response = client.post("/", {**upload(images.jpeg()), "csrfmiddlewaretoken": token})
     assert response.status_code == 303
-    task_id = re.fullmatch(r"/jobs/([0-9a-f-]{36})", response["Location"]).group(1)
+    task_id = re.fullmatch(r"/jobs/([0-9a-f-]{36})\?token=\S+", response["Location"]).group(1)
     run_jobs(fake_redis)
 
     page = client.get(response["Location"]).content.decode()

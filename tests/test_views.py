@@ -18,7 +18,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-from tasks_app import connections
+from tasks_app import connections, jobs
 from tests.support.workers import InProcessJSONWorker
 
 
@@ -182,7 +182,12 @@ def job_in_state(connection, state: str) -> str:
         job.retries_left = 1
         job.save()
     elif state == "canceled":
-        assert Client().post(f"/tasks/{task_id}/cancel").status_code == 200
+        assert (
+            Client()
+            .post(f"/tasks/{task_id}/cancel", headers={"X-Cancel-Token": jobs.cancel_token(task_id)})
+            .status_code
+            == 200
+        )
     elif state == "deferred":
         queue = Queue("default", connection=connection, serializer=JSONSerializer)
         return queue.enqueue("tasks_app.tasks.sleep_task", 1, depends_on=job, meta={"progress": 0}).id
@@ -444,7 +449,7 @@ def test_form_post_without_javascript_redirects_to_the_job_page(fake_redis):
     response = client.post("/", {"type": "2", "csrfmiddlewaretoken": token})
 
     assert response.status_code == 303
-    match = re.fullmatch(r"/jobs/([0-9a-f-]{36})", response["Location"])
+    match = re.fullmatch(r"/jobs/([0-9a-f-]{36})\?token=\S+", response["Location"])  # the proof its Cancel needs
     assert match
     page = client.get(response["Location"])
     html = page.content.decode()

@@ -264,7 +264,8 @@ async function cancelTask(taskId, button) {
   try {
     const response = await fetch(urlFor(form.dataset.cancelUrl, taskId), {
       method: "POST",
-      headers: { Accept: "application/json" },
+      // The proof of submission the 202 gave, kept with the row in localStorage.
+      headers: { Accept: "application/json", "X-Cancel-Token": remembered().find((t) => t.id === taskId)?.cancelToken ?? "" },
     });
     const body = await response.json().catch(() => null);
     if (response.status === 202) {
@@ -308,7 +309,7 @@ async function submitTask(type) {
     showNotice(errorText(body, `The task was not created (HTTP ${response.status}).`));
     return;
   }
-  track({ id: body.data.task_id, type, submittedAt: new Date().toISOString() });
+  track({ id: body.data.task_id, cancelToken: body.data.cancel_token, type, submittedAt: new Date().toISOString() });
 }
 
 // A task the server accepted: remember it in this browser, give it a row, follow it.
@@ -366,7 +367,8 @@ async function submitJobForm(jobForm) {
     return;
   }
   jobForm.reset();
-  track({ id: body.data.task_id, type: fields.get("type"), submittedAt: new Date().toISOString() });
+  const cancelToken = body.data.cancel_token;
+  track({ id: body.data.task_id, cancelToken, type: fields.get("type"), submittedAt: new Date().toISOString() });
 }
 
 for (const jobForm of document.querySelectorAll("form.job-form")) {

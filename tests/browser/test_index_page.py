@@ -67,7 +67,7 @@ def test_without_javascript_the_form_posts_and_the_job_page_refreshes(live_serve
         page = context.new_page()
         page.goto(live_server_url + "/")
         page.get_by_role("button", name="Short").click()
-        expect(page).to_have_url(__import__("re").compile(r".*/jobs/[0-9a-f-]{36}$"))
+        expect(page).to_have_url(__import__("re").compile(r".*/jobs/[0-9a-f-]{36}\?token=[^&]+$"))
         # The page reloads itself (meta refresh) until the job ends.
         expect(page.locator("#job-status")).to_have_text("finished", timeout=15_000)
     finally:

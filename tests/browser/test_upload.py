@@ -84,7 +84,7 @@ def test_without_javascript_the_upload_leads_to_the_job_page_and_its_thumbnails(
         page.goto(live_server_url + "/")
         page.get_by_label("Image").set_input_files(image_file(images.jpeg((600, 400)), "photo.jpg", "image/jpeg"))
         page.get_by_role("button", name="Make thumbnails").click()
-        expect(page).to_have_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+        expect(page).to_have_url(re.compile(r".*/jobs/[0-9a-f-]{36}\?token=[^&]+$"))
         expect(page.locator("#job-status")).to_have_text("finished", timeout=20_000)  # meta refresh
         expect(page.locator("#thumbnails img")).to_have_count(3)
         expect(page.locator("#thumbnails figcaption").last).to_have_text("512 px: 512 \u00d7 341")

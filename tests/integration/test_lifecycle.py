@@ -10,6 +10,10 @@ from tests.support.http import create_task, request, task_status
 from tests.support.processes import wait_until
 
 
+def cancel(base_url: str, task_id: str):
+    return request(f"{base_url}/tasks/{task_id}/cancel", "POST", X_Cancel_Token=jobs.cancel_token(task_id))
+
+
 def status_becomes(base_url: str, task_id: str, wanted: str, timeout: float = 20) -> dict:
     return wait_until(
         lambda: (data := task_status(base_url, task_id))["task_status"] == wanted and data,
@@ -25,7 +29,7 @@ def parse(moment: str) -> datetime:
 
 def test_cancel_a_queued_task_and_it_never_runs(live_server, start_worker):
     task_id = create_task(live_server.url, 1)
-    reply = request(f"{live_server.url}/tasks/{task_id}/cancel", "POST")
+    reply = cancel(live_server.url, task_id)
     assert reply.status == 200, reply.body
     assert reply.body["data"] == {"task_id": task_id, "task_status": "canceled", "stop_requested": False}
 
@@ -34,7 +38,7 @@ def test_cancel_a_queued_task_and_it_never_runs(live_server, start_worker):
     assert data["task_status"] == "canceled"
     assert data["started_at"] is None
 
-    again = request(f"{live_server.url}/tasks/{task_id}/cancel", "POST")
+    again = cancel(live_server.url, task_id)
     assert again.status == 409 and again.body["errors"] == {"task_status": ["canceled"]}
 
 
@@ -42,7 +46,7 @@ def test_cancel_a_scheduled_task(live_server, start_worker):
     reply = request(f"{live_server.url}/tasks", "POST", {"type": 1, "delay": 2})
     task_id = reply.body["data"]["task_id"]
     assert task_status(live_server.url, task_id)["task_status"] == "scheduled"
-    assert request(f"{live_server.url}/tasks/{task_id}/cancel", "POST").status == 200
+    assert cancel(live_server.url, task_id).status == 200
 
     start_worker("--with-scheduler", burst=False)
     time.sleep(3.5)  # past the original start time: the scheduler must not have revived it
@@ -56,18 +60,18 @@ def test_stop_a_running_task(live_server, start_worker):
     running = status_becomes(live_server.url, task_id, "started")
     assert running["progress"] < 100
 
-    reply = request(f"{live_server.url}/tasks/{task_id}/cancel", "POST")
+    reply = cancel(live_server.url, task_id)
     assert reply.status == 202
     assert reply.body["data"]["stop_requested"] is True
     stopped = status_becomes(live_server.url, task_id, "stopped", timeout=10)
     assert stopped["error"] == "Stopped on request while running."
-    assert request(f"{live_server.url}/tasks/{task_id}/cancel", "POST").status == 409
+    assert cancel(live_server.url, task_id).status == 409
 
 
 def test_cancel_a_finished_task_is_a_conflict(live_server, start_worker):
     task_id = create_task(live_server.url, 0)
     assert start_worker().wait(timeout=30) == 0
-    reply = request(f"{live_server.url}/tasks/{task_id}/cancel", "POST")
+    reply = cancel(live_server.url, task_id)
     assert reply.status == 409
     assert reply.body["status"] == "error" and "already ended" in reply.body["message"]
 

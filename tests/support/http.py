@@ -14,9 +14,10 @@ class Reply:
     headers: dict[str, str]
 
 
-def request(url: str, method: str = "GET", payload: Any = None, timeout: float = 10) -> Reply:
+def request(url: str, method: str = "GET", payload: Any = None, timeout: float = 10, **extra: str) -> Reply:
+    """Extra headers come as keyword arguments, with underscores: X_Cancel_Token="..."."""
     data = None if payload is None else json.dumps(payload).encode()
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", **{name.replace("_", "-"): value for name, value in extra.items()}}
     if data is not None:
         headers["Content-Type"] = "application/json"
     return send(urllib.request.Request(url, data=data, method=method, headers=headers), timeout)

@@ -255,7 +255,9 @@ def test_staff_without_the_viewer_permission_get_no_stats_or_metrics(real_redis,
     client.force_login(User.objects.create_user("nobody", password="x", is_staff=True))
     response = client.get(f"{DASHBOARD}/{path}")
     assert response.status_code == 401
+    body = response.content.decode()
     assert "queues" not in response.json()
+    assert "127.0.0.1" not in body and "port" not in body and "timeout" not in body
 
 
 def test_a_viewers_session_gets_the_metrics(real_redis):  # noqa: F811
@@ -266,6 +268,8 @@ def test_a_viewers_session_gets_the_metrics(real_redis):  # noqa: F811
     assert 'rq_jobs{queue="default",status="queued"}' in client.get(f"{DASHBOARD}/metrics/").content.decode()
 
 
-def test_the_bearer_scheme_is_read_in_any_case_for_metrics(real_redis, token):  # noqa: F811
-    response = Client().get(f"{DASHBOARD}/metrics/", HTTP_AUTHORIZATION=f"bearer {token}")
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+@pytest.mark.parametrize("path", ["stats.json", "metrics/"])
+def test_the_bearer_scheme_is_read_in_any_case(real_redis, token, path, scheme):  # noqa: F811
+    response = Client().get(f"{DASHBOARD}/{path}", HTTP_AUTHORIZATION=f"{scheme} {token}")
     assert response.status_code == 200

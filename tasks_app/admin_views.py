@@ -15,9 +15,13 @@ from django_rq.contrib.prometheus import RQCollector
 from django_rq.queues import get_queue_by_index
 from django_rq.utils import get_statistics
 from rq.job import Job
-from rq.registry import CanceledJobRegistry
+from rq.queue import Queue
+from rq.registry import CanceledJobRegistry, StartedJobRegistry
+from rq.timeouts import TimerDeathPenalty
+from rq.worker import Worker
 
 from tasks_app import charts, health
+from tasks_app.connections import get_queue
 from tasks_app.permissions import (
     DASHBOARD,
     OPERATORS_GROUP,
@@ -81,10 +85,7 @@ def health_json(request: HttpRequest) -> HttpResponse:
 @never_cache
 def canceled_jobs(request: HttpRequest, queue_index: int) -> HttpResponse:
     """A queue's canceled jobs, in django-rq's own list (django-rq 4.2 has no page for them)."""
-    try:
-        queue = get_queue_by_index(queue_index)
-    except IndexError:
-        raise Http404(f"No queue number {queue_index}") from None
+    queue = queue_or_404(queue_index)
     registry = CanceledJobRegistry(queue=queue)
     paginator = Paginator(range(registry.get_job_count(cleanup=False)), JOBS_PER_PAGE)  # counts, reads nothing
     page = paginator.get_page(request.GET.get("page"))
@@ -102,6 +103,44 @@ def canceled_jobs(request: HttpRequest, queue_index: int) -> HttpResponse:
         "job_status": "Canceled",
     }
     return render(request, "django_rq/jobs.html", context)
+
+
+@never_cache
+def worker_details(request: HttpRequest, queue_index: int, key: str) -> HttpResponse:
+    """django-rq's worker page, reading the running job as JSON (django-rq reads it as pickle, and fails)."""
+    queue = queue_or_404(queue_index)
+    try:
+        worker = Worker.find_by_key(key, connection=queue.connection, serializer=queue.serializer)
+    except ValueError:  # not a worker's key at all
+        worker = None
+    if worker is None:
+        raise Http404(f"No worker {key}")
+    context = {
+        **admin.site.each_context(request),
+        **{"queue": queue, "queue_index": queue_index, "worker": worker, "job": worker.get_current_job()},
+        **{"queue_names": ", ".join(worker.queue_names()), "total_working_time": worker.total_working_time},
+    }
+    return render(request, "django_rq/worker_details.html", context)
+
+
+def no_scheduler(request: HttpRequest, scheduler_index: int) -> HttpResponse:
+    """django-rq's rq-scheduler page: RQ's own scheduler runs here, its jobs are on each queue's page."""
+    raise Http404("rq-scheduler is not installed: see each queue's scheduled jobs")
+
+
+def clean_started_registries() -> None:
+    """Fail or retry the jobs of dead workers here, before a django-rq page's cleanup does it in this
+    thread with SIGALRM, which fails outside the main thread (rq/rq#2135; drop once RQ fixes it)."""
+    for name in settings.RQ_QUEUES:
+        queue = get_queue(name)
+        StartedJobRegistry(queue=queue, job_class=queue.job_class, death_penalty_class=TimerDeathPenalty).cleanup()
+
+
+def queue_or_404(queue_index: int) -> Queue:
+    try:
+        return get_queue_by_index(queue_index)
+    except IndexError:
+        raise Http404(f"No queue number {queue_index}") from None
 
 
 def refuse(request: HttpRequest, site: admin.AdminSite, permission: str) -> HttpResponse:
@@ -149,7 +188,10 @@ def refused_without_token() -> HttpResponse:
 def stats_json(request: HttpRequest) -> HttpResponse:
     """django-rq's queue statistics, for a token or a viewer (django-rq lets any staff account in)."""
     # django-rq's own view would check the header again, with the scheme's case.
-    return JsonResponse(get_statistics()) if api_access(request) else refused_without_token()
+    if not api_access(request):
+        return refused_without_token()
+    clean_started_registries()
+    return JsonResponse(get_statistics())
 
 
 def token_in_url_refused(request: HttpRequest, token: str) -> HttpResponse:
@@ -163,6 +205,7 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     registry for good when a scrape asks for ?name[]=...)."""
     if not api_access(request):
         return refused_without_token()
+    clean_started_registries()
     registry = prometheus_client.CollectorRegistry(auto_describe=True)
     registry.register(RQCollector())
     if "name[]" in request.GET:

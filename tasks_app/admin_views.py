@@ -20,7 +20,7 @@ from rq.registry import CanceledJobRegistry, StartedJobRegistry
 from rq.timeouts import TimerDeathPenalty
 from rq.worker import Worker
 
-from tasks_app import charts, health
+from tasks_app import health
 from tasks_app.connections import get_queue
 from tasks_app.permissions import (
     DASHBOARD,
@@ -32,7 +32,6 @@ from tasks_app.permissions import (
 from tasks_app.responses import json_error, json_success
 
 QUEUE_SERIES = ("queued", "started", "scheduled", "deferred")
-THROUGHPUT_LABEL_EVERY = 10  # minutes between time labels
 JOBS_PER_PAGE = 100
 
 
@@ -40,40 +39,34 @@ JOBS_PER_PAGE = 100
 def health_page(request: HttpRequest) -> HttpResponse:
     """Charts, and the numbers behind them: throughput, queue depth, workers."""
     snapshot = health.current_health()
-    throughput_chart = charts.stacked_bars(
-        [
-            (
-                timezone.localtime(minute.minute).strftime("%H:%M"),
-                [("finished", minute.finished), ("failed", minute.failed)],
-            )
-            for minute in snapshot.minutes
-        ],
-        horizontal=False,
-        label_every=THROUGHPUT_LABEL_EVERY,
-    )
-    queue_chart = charts.stacked_bars(
-        [(queue.name, [(series, getattr(queue, series)) for series in QUEUE_SERIES]) for queue in snapshot.queues],
-        horizontal=True,
-    )
+    minutes = [
+        (f"{timezone.localtime(minute.minute):%H:%M}", [("finished", minute.finished), ("failed", minute.failed)])
+        for minute in snapshot.minutes
+    ]
+    queues = [(queue.name, [(series, getattr(queue, series)) for series in QUEUE_SERIES]) for queue in snapshot.queues]
     idle = snapshot.workers_alive - snapshot.workers_busy
     silent = len(snapshot.workers) - snapshot.workers_alive
     workers = [("workers", [("busy", snapshot.workers_busy), ("idle", idle), ("silent", silent)])]
-    workers_chart = charts.stacked_bars(workers, horizontal=True)
     context = {
         **admin.site.each_context(request),
         "title": "Queue health",
         "health": snapshot,
         "active_minutes": [minute for minute in reversed(snapshot.minutes) if minute.finished or minute.failed],
-        "throughput_chart": throughput_chart,
-        "queue_chart": queue_chart,
+        "throughput_chart": bar_chart(minutes),
+        "queue_chart": bar_chart(queues),
         "queue_series": QUEUE_SERIES,
-        "workers_chart": workers_chart,
+        "workers_chart": bar_chart(workers),
         "workers_idle": idle,
         "workers_silent": silent,
         "window_minutes": health.WINDOW_MINUTES,
         "abandoned_after": settings.TASK_ABANDONED_AFTER_SECONDS,
     }
     return render(request, "admin/tasks_app/jobrecord/health.html", context)
+
+
+def bar_chart(groups: list[tuple[str, list[tuple[str, int]]]]) -> dict:
+    """A stacked bar chart for chart.html: bars are drawn in proportion to the largest stack."""
+    return {"groups": groups, "max": max((sum(value for _, value in bars) for _, bars in groups), default=0)}
 
 
 @never_cache

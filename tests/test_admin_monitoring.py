@@ -144,9 +144,11 @@ def test_health_page_charts_throughput_queues_and_workers_with_their_numbers(adm
     response = admin_client_.get(HISTORY + "health/")
     assert response.status_code == 200
     page = response.content.decode()
-    assert page.count('<svg class="chart"') == 3
+    assert page.count('<div class="chart ') == 3
     assert page.count('class="bar-finished"') == 1 and page.count('class="bar-failed"') == 1
-    assert "3 finished</title>" in page and "1 failed</title>" in page
+    assert re.search(r'class="bar-finished" style="height: 75%" title="\d\d:\d\d: 3 finished"', page)
+    assert re.search(r'class="bar-failed" style="height: 25%" title="\d\d:\d\d: 1 failed"', page)
+    assert re.search(r'class="bar-queued" style="width: 100%" title="high: 2 queued"', page)
     assert 'id="tile-finished">3<' in page and 'id="tile-failed">1<' in page and 'id="tile-waiting">2<' in page
     assert '<tr data-queue="high">' in page
     assert "/admin/django_rq/dashboard/queues/0/canceled/" in page

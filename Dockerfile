@@ -21,4 +21,4 @@ RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY=build-only DJANGO_ALLOWED_HOSTS=localho
 USER app
 EXPOSE 8000
 # The production command (README, "Deployment"); exec makes the server PID 1, so it gets SIGTERM.
-CMD ["sh", "-c", "exec uvicorn taskqueue_site.asgi:application --host 0.0.0.0 --port 8000 --workers \"$WEB_CONCURRENCY\" --proxy-headers --no-server-header --timeout-graceful-shutdown 30 --log-config taskqueue_site/uvicorn_logging.json"]
+CMD ["sh", "-c", "exec uvicorn taskqueue_site.asgi:application --host 0.0.0.0 --port 8000 --workers \"$WEB_CONCURRENCY\" --proxy-headers --no-server-header --timeout-graceful-shutdown 30 --limit-concurrency 800 --timeout-keep-alive 5 --backlog 2048 --log-config taskqueue_site/uvicorn_logging.json"]

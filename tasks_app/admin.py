@@ -390,6 +390,13 @@ class GuardedDashboardAdmin(QueueAdmin):
             re_path(r"^metrics/?$", admin_views.prometheus_metrics, name="django_rq_metrics"),
             # Before django-rq's own patterns, where "canceled" would be taken for a job id.
             path("queues/<int:queue_index>/canceled/", wrap(admin_views.canceled_jobs), name="django_rq_canceled_jobs"),
+            # django-rq's own views of these answer 500: a JSON job read as pickle, rq-scheduler absent.
+            path(
+                "workers/<int:queue_index>/<str:key>/",
+                wrap(admin_views.worker_details),
+                name="django_rq_worker_details",
+            ),
+            path("schedulers/<int:scheduler_index>/", wrap(admin_views.no_scheduler), name="django_rq_scheduler_jobs"),
             *get_admin_urlpatterns(name_prefix="django_rq_", view_wrapper=wrap),
             # The admin index links here; django-rq's "home" above answers it. The model has no
             # table, so the admin's change, history and delete pages of a "dashboard" are left out.
@@ -407,6 +414,7 @@ class GuardedDashboardAdmin(QueueAdmin):
                 # Jobs enqueued a moment ago get their rows first, so that the change reaches them.
                 record_new_jobs(request)
             try:
+                admin_views.clean_started_registries()
                 return view(request, *args, **kwargs)
             except NoSuchJobError as exc:
                 # Gone between the page and the click (expired, or deleted by someone else).

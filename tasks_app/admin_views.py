@@ -7,17 +7,21 @@ import prometheus_client
 from django.conf import settings
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django_rq import stats_views
 from django_rq.contrib.prometheus import RQCollector
 from django_rq.queues import get_queue_by_index
+from django_rq.utils import get_statistics
 from rq.job import Job
-from rq.registry import CanceledJobRegistry
+from rq.queue import Queue
+from rq.registry import CanceledJobRegistry, StartedJobRegistry
+from rq.timeouts import TimerDeathPenalty
+from rq.worker import Worker
 
-from tasks_app import charts, health
+from tasks_app import health
+from tasks_app.connections import get_queue
 from tasks_app.permissions import (
     DASHBOARD,
     OPERATORS_GROUP,
@@ -28,7 +32,6 @@ from tasks_app.permissions import (
 from tasks_app.responses import json_error, json_success
 
 QUEUE_SERIES = ("queued", "started", "scheduled", "deferred")
-THROUGHPUT_LABEL_EVERY = 10  # minutes between time labels
 JOBS_PER_PAGE = 100
 
 
@@ -36,40 +39,34 @@ JOBS_PER_PAGE = 100
 def health_page(request: HttpRequest) -> HttpResponse:
     """Charts, and the numbers behind them: throughput, queue depth, workers."""
     snapshot = health.current_health()
-    throughput_chart = charts.stacked_bars(
-        [
-            (
-                timezone.localtime(minute.minute).strftime("%H:%M"),
-                [("finished", minute.finished), ("failed", minute.failed)],
-            )
-            for minute in snapshot.minutes
-        ],
-        horizontal=False,
-        label_every=THROUGHPUT_LABEL_EVERY,
-    )
-    queue_chart = charts.stacked_bars(
-        [(queue.name, [(series, getattr(queue, series)) for series in QUEUE_SERIES]) for queue in snapshot.queues],
-        horizontal=True,
-    )
+    minutes = [
+        (f"{timezone.localtime(minute.minute):%H:%M}", [("finished", minute.finished), ("failed", minute.failed)])
+        for minute in snapshot.minutes
+    ]
+    queues = [(queue.name, [(series, getattr(queue, series)) for series in QUEUE_SERIES]) for queue in snapshot.queues]
     idle = snapshot.workers_alive - snapshot.workers_busy
     silent = len(snapshot.workers) - snapshot.workers_alive
     workers = [("workers", [("busy", snapshot.workers_busy), ("idle", idle), ("silent", silent)])]
-    workers_chart = charts.stacked_bars(workers, horizontal=True)
     context = {
         **admin.site.each_context(request),
         "title": "Queue health",
         "health": snapshot,
         "active_minutes": [minute for minute in reversed(snapshot.minutes) if minute.finished or minute.failed],
-        "throughput_chart": throughput_chart,
-        "queue_chart": queue_chart,
+        "throughput_chart": bar_chart(minutes),
+        "queue_chart": bar_chart(queues),
         "queue_series": QUEUE_SERIES,
-        "workers_chart": workers_chart,
+        "workers_chart": bar_chart(workers),
         "workers_idle": idle,
         "workers_silent": silent,
         "window_minutes": health.WINDOW_MINUTES,
         "abandoned_after": settings.TASK_ABANDONED_AFTER_SECONDS,
     }
     return render(request, "admin/tasks_app/jobrecord/health.html", context)
+
+
+def bar_chart(groups: list[tuple[str, list[tuple[str, int]]]]) -> dict:
+    """A stacked bar chart for chart.html: bars are drawn in proportion to the largest stack."""
+    return {"groups": groups, "max": max((sum(value for _, value in bars) for _, bars in groups), default=0)}
 
 
 @never_cache
@@ -81,10 +78,7 @@ def health_json(request: HttpRequest) -> HttpResponse:
 @never_cache
 def canceled_jobs(request: HttpRequest, queue_index: int) -> HttpResponse:
     """A queue's canceled jobs, in django-rq's own list (django-rq 4.2 has no page for them)."""
-    try:
-        queue = get_queue_by_index(queue_index)
-    except IndexError:
-        raise Http404(f"No queue number {queue_index}") from None
+    queue = queue_or_404(queue_index)
     registry = CanceledJobRegistry(queue=queue)
     paginator = Paginator(range(registry.get_job_count(cleanup=False)), JOBS_PER_PAGE)  # counts, reads nothing
     page = paginator.get_page(request.GET.get("page"))
@@ -102,6 +96,44 @@ def canceled_jobs(request: HttpRequest, queue_index: int) -> HttpResponse:
         "job_status": "Canceled",
     }
     return render(request, "django_rq/jobs.html", context)
+
+
+@never_cache
+def worker_details(request: HttpRequest, queue_index: int, key: str) -> HttpResponse:
+    """django-rq's worker page, reading the running job as JSON (django-rq reads it as pickle, and fails)."""
+    queue = queue_or_404(queue_index)
+    try:
+        worker = Worker.find_by_key(key, connection=queue.connection, serializer=queue.serializer)
+    except ValueError:  # not a worker's key at all
+        worker = None
+    if worker is None:
+        raise Http404(f"No worker {key}")
+    context = {
+        **admin.site.each_context(request),
+        **{"queue": queue, "queue_index": queue_index, "worker": worker, "job": worker.get_current_job()},
+        **{"queue_names": ", ".join(worker.queue_names()), "total_working_time": worker.total_working_time},
+    }
+    return render(request, "django_rq/worker_details.html", context)
+
+
+def no_scheduler(request: HttpRequest, scheduler_index: int) -> HttpResponse:
+    """django-rq's rq-scheduler page: RQ's own scheduler runs here, its jobs are on each queue's page."""
+    raise Http404("rq-scheduler is not installed: see each queue's scheduled jobs")
+
+
+def clean_started_registries() -> None:
+    """Fail or retry the jobs of dead workers here, before a django-rq page's cleanup does it in this
+    thread with SIGALRM, which fails outside the main thread (rq/rq#2135; drop once RQ fixes it)."""
+    for name in settings.RQ_QUEUES:
+        queue = get_queue(name)
+        StartedJobRegistry(queue=queue, job_class=queue.job_class, death_penalty_class=TimerDeathPenalty).cleanup()
+
+
+def queue_or_404(queue_index: int) -> Queue:
+    try:
+        return get_queue_by_index(queue_index)
+    except IndexError:
+        raise Http404(f"No queue number {queue_index}") from None
 
 
 def refuse(request: HttpRequest, site: admin.AdminSite, permission: str) -> HttpResponse:
@@ -148,7 +180,11 @@ def refused_without_token() -> HttpResponse:
 
 def stats_json(request: HttpRequest) -> HttpResponse:
     """django-rq's queue statistics, for a token or a viewer (django-rq lets any staff account in)."""
-    return stats_views.stats_json(request) if api_access(request) else refused_without_token()
+    # django-rq's own view would check the header again, with the scheme's case.
+    if not api_access(request):
+        return refused_without_token()
+    clean_started_registries()
+    return JsonResponse(get_statistics())
 
 
 def token_in_url_refused(request: HttpRequest, token: str) -> HttpResponse:
@@ -162,6 +198,7 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     registry for good when a scrape asks for ?name[]=...)."""
     if not api_access(request):
         return refused_without_token()
+    clean_started_registries()
     registry = prometheus_client.CollectorRegistry(auto_describe=True)
     registry.register(RQCollector())
     if "name[]" in request.GET:

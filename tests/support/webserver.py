@@ -25,6 +25,13 @@ PRODUCTION_FLAGS = [
     "--no-server-header",
     "--timeout-graceful-shutdown",
     "30",
+    # Beyond this many connections a worker answers 503 at once instead of running out of files.
+    "--limit-concurrency",
+    "800",
+    "--timeout-keep-alive",
+    "5",
+    "--backlog",
+    "2048",
     "--log-config",
     "taskqueue_site/uvicorn_logging.json",
 ]

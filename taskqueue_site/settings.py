@@ -151,7 +151,7 @@ def redis_url_with_timeouts(url: str, connect_timeout: float, socket_timeout: fl
     query = dict(parse_qsl(parts.query))
     query.setdefault("socket_connect_timeout", str(connect_timeout))
     query.setdefault("socket_timeout", str(socket_timeout))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
 RQ_REDIS_URL = redis_url_with_timeouts(REDIS_URL, REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT)

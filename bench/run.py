@@ -63,12 +63,16 @@ SETUPS = {
 PEER = [str(VENV_BIN / "gunicorn"), "--workers", str(WORKERS), "--log-level", "warning", "bench.peer:app"]
 # Why the first setup is the production server; the figures below are what it rests on.
 CHOICE = (
-    "`uvicorn --workers` is the production server. Both setups run the same application "
-    "(taskqueue_site/asgi.py: the two event-stream routes on Django's ASGI handler, everything else on "
-    "Django's WSGI handler through a2wsgi) at rates within this machine's run-to-run noise of each other. "
-    "uvicorn is then the least to run and to know: no second package, one command line with the options "
-    "the site needs (`--proxy-headers`, `--no-server-header`, `--log-config`), and `--reload` for "
-    "`make run`. granian was tried too: its ASGI `receive` is not a coroutine, which a2wsgi needs."
+    "`uvicorn --workers` is the production server, serving taskqueue_site/asgi.py: the two event-stream "
+    "routes on Django's ASGI handler (an open stream holds no thread), everything else on Django's WSGI "
+    "handler through a2wsgi. gunicorn with uvicorn's worker runs the same application at rates within "
+    "this machine's run-to-run noise. Django's ASGI handler for every route is several times slower: each "
+    "of Django's middleware hops to a thread and back. A WSGI server for the pages and API (gunicorn "
+    "threads) is somewhat faster on GET, but needs a second server for the streams and a proxy rule "
+    "splitting the routes between them, and it misses both targets too; one server is simpler. uvicorn is "
+    "then the least to run and to know: no second package, one command line with the options the site "
+    "needs (`--proxy-headers`, `--no-server-header`, `--log-config`, the connection limits), and `--reload` "
+    "for `make run`. granian was tried too: its ASGI `receive` is not a coroutine, which a2wsgi needs."
 )
 
 # Why the speed targets are out of reach of stock parts (shown when a target is missed).
@@ -76,7 +80,7 @@ MISSED = (
     "Why the targets are missed: the `bare` column is the least a Django JSON view costs through the same "
     "server, middleware and a2wsgi, with no Redis call. GET /tasks/<id> adds one read of the job through "
     "RQ's `Job.fetch` (Redis round trip, RQ restoring the job) and POST /tasks adds Django's form "
-    "validation, the queue-depth check and RQ's enqueue. The peer pays for RQ too but not for Django's "
+    "validation and RQ's enqueue. The peer pays for RQ too but not for Django's "
     "request cycle. Going past this needs hand-written replacements of library code (the project's "
     "former ASGI-to-WSGI bridge and reader of RQ's storage format, both deleted by design), so the "
     "targets are recorded as missed, not chased."

@@ -70,6 +70,7 @@ function addRow(task) {
   if (rows.has(task.id)) return rows.get(task.id);
   const row = document.createElement("tr");
   row.dataset.taskId = task.id;
+  row.dataset.submittedAt = task.submittedAt ?? "";
   const link = document.createElement("a");
   link.href = urlFor(form.dataset.jobUrl, task.id);
   link.textContent = task.id.slice(0, 8);
@@ -103,7 +104,9 @@ function addRow(task) {
     if (name === "progress") td.append(" ", percent);
     row.append(td);
   }
-  table.prepend(row);
+  // Newest first, by when it was submitted: answers may come back in another order than the clicks.
+  const older = [...table.children].find((other) => (other.dataset.submittedAt ?? "") <= row.dataset.submittedAt);
+  table.insertBefore(row, older ?? null);
   rows.set(task.id, row);
   emptyHint.hidden = true;
   return row;
@@ -287,6 +290,7 @@ async function cancelTask(taskId, button) {
 
 async function submitTask(type) {
   clearNotice();
+  const submittedAt = new Date().toISOString();
   const fields = new FormData(form);
   const payload = { type };
   const delay = String(fields.get("delay") ?? "").trim();
@@ -309,7 +313,7 @@ async function submitTask(type) {
     showNotice(errorText(body, `The task was not created (HTTP ${response.status}).`));
     return;
   }
-  track({ id: body.data.task_id, cancelToken: body.data.cancel_token, type, submittedAt: new Date().toISOString() });
+  track({ id: body.data.task_id, cancelToken: body.data.cancel_token, type, submittedAt });
 }
 
 // A task the server accepted: remember it in this browser, give it a row, follow it.
@@ -341,6 +345,7 @@ function fieldErrors(body, fallback) {
 
 async function submitJobForm(jobForm) {
   clearNotice();
+  const submittedAt = new Date().toISOString();
   showFormErrors(jobForm, []);
   const fields = new FormData(jobForm);
   const image = fields.get("image");
@@ -368,7 +373,7 @@ async function submitJobForm(jobForm) {
   }
   jobForm.reset();
   const cancelToken = body.data.cancel_token;
-  track({ id: body.data.task_id, cancelToken, type: fields.get("type"), submittedAt: new Date().toISOString() });
+  track({ id: body.data.task_id, cancelToken, type: fields.get("type"), submittedAt });
 }
 
 for (const jobForm of document.querySelectorAll("form.job-form")) {

@@ -53,7 +53,8 @@ for n in range({failed}):
 SETUP = """
 from tasks_app import jobs as app_jobs
 from tests.support import jobs
-canceled = app_jobs.enqueue_task(2, queue_name="low", delay=600, submitter={"user_id": None, "username": "", "ip": "10.0.0.9"})
+anonymous = {"user_id": None, "username": "", "ip": "10.0.0.9"}
+canceled = app_jobs.enqueue_task(2, queue_name="low", delay=600, submitter=anonymous)
 app_jobs.cancel_task(canceled)
 app_jobs.enqueue_task(1, queue_name="low", delay=3600, submitter={"user_id": 1, "username": "admin", "ip": "127.0.0.1"})
 app_jobs.enqueue_task(3, queue_name="high", submitter={"user_id": 1, "username": "admin", "ip": "127.0.0.1"})

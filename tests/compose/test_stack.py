@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.images import png
-from tests.support.processes import PROJECT_ROOT
+from tests.support.processes import PROJECT_ROOT, wait_until
 
 pytestmark = [pytest.mark.compose, pytest.mark.integration]
 
@@ -33,17 +33,6 @@ def run(*args: str, timeout: float = 120, check: bool = True, **kwargs) -> subpr
             f"{' '.join(args)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         )
     return done
-
-
-def wait_for(condition, timeout: float, message: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
 
 
 class Stack:
@@ -162,7 +151,7 @@ def test_the_compose_stack_builds_runs_scales_restarts_and_goes_away(stack):
     # stack starts in phases, each checked here.
     stack.compose("up", "-d", "--no-build", "redis")
     redis = stack.containers("redis")[0]["Names"][0]
-    wait_for(lambda: stack.healthy(redis), 60, "redis to be healthy")
+    wait_until(lambda: stack.healthy(redis), 60, "redis to be healthy", interval=1)
 
     stack.compose("up", "-d", "--no-build", "--no-deps", "migrate")
     migrate = stack.containers("migrate")[0]["Names"][0]
@@ -175,22 +164,24 @@ def test_the_compose_stack_builds_runs_scales_restarts_and_goes_away(stack):
     web = stack.containers("web")[0]["Names"][0]
     assert len(workers) == WORKERS
     for name in [web, *workers]:
-        wait_for(lambda name=name: stack.healthy(name), 120, f"{name} to be healthy", interval=2)
+        wait_until(lambda name=name: stack.healthy(name), 120, f"{name} to be healthy", interval=2)
 
-    health = wait_for(
+    health = wait_until(
         lambda: (data := stack.get_json("/healthz").get("data")) and data["workers"] == WORKERS and data,
         60,
         f"/healthz to count {WORKERS} workers",
+        interval=1,
     )
     assert health["redis"] == "ok"
 
     # A task, run by one of the workers.
     created = json.loads(stack.curl("-F", "type=1", "http://127.0.0.1:8000/tasks").stdout)
     task_id = created["data"]["task_id"]
-    wait_for(
+    wait_until(
         lambda: stack.get_json(f"/tasks/{task_id}").get("data", {}).get("task_status") == "finished",
         60,
         "the task to finish",
+        interval=1,
     )
 
     # A thumbnail made by a worker, served by web from the shared media volume.
@@ -200,13 +191,14 @@ def test_the_compose_stack_builds_runs_scales_restarts_and_goes_away(stack):
         stack.curl("-F", "type=thumbnail", "-F", f"image=@{image};type=image/png", "http://127.0.0.1:8000/tasks").stdout
     )
     thumb_id = created["data"]["task_id"]
-    result = wait_for(
+    result = wait_until(
         lambda: (
             (data := stack.get_json(f"/tasks/{thumb_id}").get("data", {})).get("task_status") == "finished"
             and data["task_result"]
         ),
         60,
         "the thumbnail job to finish",
+        interval=1,
     )
     url = result["thumbnails"][0]["url"]
     served = stack.curl("-o", "/dev/null", "-w", "%{http_code} %{content_type}", url)
@@ -223,8 +215,8 @@ def test_the_compose_stack_builds_runs_scales_restarts_and_goes_away(stack):
         now = json.loads(stack.inside("podman", "inspect", victim).stdout)[0]["State"]
         return now["Running"] and now["StartedAt"] != before["StartedAt"]
 
-    wait_for(restarted, 60, "the killed worker to be restarted")
-    wait_for(lambda: stack.healthy(victim), 120, "the restarted worker to be healthy", interval=2)
+    wait_until(restarted, 60, "the killed worker to be restarted", interval=1)
+    wait_until(lambda: stack.healthy(victim), 120, "the restarted worker to be healthy", interval=2)
 
     # Down: podman-compose knows only the scale-1 containers, so stop the scaled ones first.
     began = time.monotonic()

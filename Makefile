@@ -12,8 +12,9 @@ APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 .PHONY: run test test-compose lint format bench bench-load check-system-run check-system-test clean
 
 # `make run`: the Procfile through honcho: the production server (uvicorn, reloading on code
-# changes), WORKERS workers and a private Redis (data in REDIS_DIR, var/redis) unless REDIS_URL
-# or REDIS_SENTINELS is set. PORT, HOST and REDIS_PORT choose the addresses; Ctrl-C stops them all.
+# changes), WORKERS workers, RQ's scheduler and a private Redis (data in REDIS_DIR, var/redis)
+# unless REDIS_URL or REDIS_SENTINELS is set. PORT, HOST and REDIS_PORT choose the addresses;
+# Ctrl-C stops them all.
 # honcho reads the environment only, not .env (compose's file), as the settings do.
 PORT ?= 8000
 REDIS_PORT ?= 6379
@@ -22,7 +23,7 @@ ifeq ($(REDIS_URL)$(REDIS_SENTINELS),)
 RUN_ENV := REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0
 RUN_PROCESSES :=
 else
-RUN_PROCESSES := web worker
+RUN_PROCESSES := web worker scheduler
 endif
 
 run: $(VENV)/.runtime check-system-run

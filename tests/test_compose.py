@@ -22,15 +22,18 @@ def test_compose_file_matches_the_compose_specification(compose):
     jsonschema.validate(compose, schema, cls=jsonschema.Draft7Validator)
 
 
-def test_compose_has_redis_migrate_web_and_a_scalable_worker(compose):
+def test_compose_has_redis_migrate_web_a_scalable_worker_and_a_scheduler(compose):
     services = compose["services"]
-    assert set(services) == {"redis", "migrate", "web", "worker"}
+    assert set(services) == {"redis", "migrate", "web", "worker", "scheduler"}
     for name in services:
         # A fixed container name would make `--scale worker=3` fail.
         assert "container_name" not in services[name]
     assert "ports" not in services["worker"]  # N workers cannot all bind one host port
     assert services["worker"]["command"][:3] == ["python", "manage.py", "rqworker"]
-    assert "--with-scheduler" in services["worker"]["command"]
+    # RQ's scheduler runs as a service of its own, so a dying worker cannot hold its locks.
+    assert "--with-scheduler" not in services["worker"]["command"]
+    assert services["scheduler"]["command"] == ["python", "manage.py", "runscheduler"]
+    assert services["scheduler"]["restart"] == "unless-stopped"
 
 
 def test_redis_is_durable_and_healthchecked(compose):
@@ -41,11 +44,11 @@ def test_redis_is_durable_and_healthchecked(compose):
     assert "redis-data" in compose["volumes"]
 
 
-def test_migrate_runs_once_before_web_and_workers(compose):
+def test_migrate_runs_once_before_web_workers_and_scheduler(compose):
     migrate = compose["services"]["migrate"]
     assert migrate["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert migrate["restart"] == "no"
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "scheduler"):
         depends_on = compose["services"][name]["depends_on"]
         assert depends_on["migrate"]["condition"] == "service_completed_successfully"
         assert depends_on["redis"]["condition"] == "service_healthy"

@@ -51,3 +51,20 @@ def start_worker(real_redis, tmp_path, django_db_setup, settings):
     yield start
     for process in started:
         stop(process)
+
+
+@pytest.fixture
+def start_scheduler(real_redis, tmp_path):
+    """Start `manage.py runscheduler --name NAME` processes; all are stopped after the test."""
+    started = []
+
+    def start(name: str):
+        environment = child_env(REDIS_URL=real_redis.url)
+        log_path = tmp_path / f"scheduler-{len(started)}.log"
+        process = manage_py("runscheduler", "--name", name, env=environment, log_path=log_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        stop(process)

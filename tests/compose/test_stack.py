@@ -159,9 +159,10 @@ def test_the_compose_stack_builds_runs_scales_restarts_and_goes_away(stack):
     state = json.loads(stack.inside("podman", "inspect", migrate).stdout)[0]["State"]
     assert state["ExitCode"] == 0, stack.inside("podman", "logs", migrate, check=False).stdout[-3000:]
 
-    stack.compose("up", "-d", "--no-build", "--no-deps", "--scale", f"worker={WORKERS}", "web", "worker")
+    stack.compose("up", "-d", "--no-build", "--no-deps", "--scale", f"worker={WORKERS}", "web", "worker", "scheduler")
     workers = [c["Names"][0] for c in stack.containers("worker")]
     web = stack.containers("web")[0]["Names"][0]
+    scheduler = stack.containers("scheduler")[0]["Names"][0]
     assert len(workers) == WORKERS
     for name in [web, *workers]:
         wait_until(lambda name=name: stack.healthy(name), 120, f"{name} to be healthy", interval=2)
@@ -181,6 +182,16 @@ def test_the_compose_stack_builds_runs_scales_restarts_and_goes_away(stack):
         lambda: stack.get_json(f"/tasks/{task_id}").get("data", {}).get("task_status") == "finished",
         60,
         "the task to finish",
+        interval=1,
+    )
+
+    # A delayed task: the scheduler service moves it to its queue when due.
+    created = json.loads(stack.curl("-F", "type=1", "-F", "delay=1", "http://127.0.0.1:8000/tasks").stdout)
+    delayed_id = created["data"]["task_id"]
+    wait_until(
+        lambda: stack.get_json(f"/tasks/{delayed_id}").get("data", {}).get("task_status") == "finished",
+        60,
+        "the delayed task to finish",
         interval=1,
     )
 
@@ -220,7 +231,7 @@ def test_the_compose_stack_builds_runs_scales_restarts_and_goes_away(stack):
 
     # Down: podman-compose knows only the scale-1 containers, so stop the scaled ones first.
     began = time.monotonic()
-    for name in [web, *workers]:
+    for name in [web, scheduler, *workers]:
         stack.inside("podman", "stop", "-t", "40", name, timeout=90)
     stack.compose("down", "--remove-orphans", "-v", timeout=120)
     assert time.monotonic() - began < 60, "down took a minute or more (workers slow to stop?)"

@@ -1,11 +1,11 @@
-"""`make run`: the Procfile through honcho starts Redis, the web server and workers; Ctrl-C stops them all."""
+"""`make run`: the Procfile through honcho starts Redis, the web, workers and the scheduler; Ctrl-C stops them all."""
 
 import os
 import signal
 import socket
 from pathlib import Path
 
-from tests.support.http import create_task, task_status
+from tests.support.http import create_task, request, task_status
 from tests.support.processes import descendants, free_port, http_answers, make_run, wait_until
 
 
@@ -41,6 +41,10 @@ def test_make_run_serves_runs_jobs_and_stops_everything_on_ctrl_c(tmp_path):
             lambda: (data := task_status(base_url, task_id))["task_status"] == "finished" and data, 30, "the job"
         )
         assert final["task_result"] is True
+        delayed = request(f"{base_url}/tasks", "POST", {"type": 0, "delay": 1})  # moved to its queue by the scheduler
+        assert delayed.status == 202, delayed.body
+        delayed_id = delayed.body["data"]["task_id"]
+        wait_until(lambda: task_status(base_url, delayed_id)["task_status"] == "finished", 30, "the delayed job")
         assert (redis_dir / "appendonlydir").is_dir()  # the private Redis keeps its data there
 
         started = descendants(run.pid)
@@ -61,11 +65,12 @@ def test_ctrl_c_during_a_running_job_leaves_no_process_behind(tmp_path):
         task_id = create_task(base_url, 1)
         wait_until(lambda: task_status(base_url, task_id)["task_status"] == "started", 30, "the job to start")
         started = descendants(run.pid)
-        # Redis, the web server, the worker and the work horse running the job (a fork of it).
+        # Redis, the web server, the scheduler, the worker and the work horse running the job (a fork of it).
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in started]
         assert any(b"redis-server" in command for command in commands), commands
         assert any(b"uvicorn" in command for command in commands), commands
         assert sum(b"rqworker" in command for command in commands) >= 2, commands
+        assert any(b"runscheduler" in command for command in commands), commands
 
         ctrl_c(run)
         run.wait(timeout=30)

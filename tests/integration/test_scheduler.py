@@ -11,18 +11,20 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
-from rq import Worker
+from rq import Queue, Worker
 from rq.exceptions import SchedulerNotFound
 from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
 
 from tasks_app import jobs, status
 from tasks_app.status import TaskStatus
-from tests.support.processes import PROJECT_ROOT, child_env, kill_tree, stop, wait_until
+from tests.support.processes import PROJECT_ROOT, child_env, kill_tree, manage_py, stop, wait_until
+from tests.support.sentinel import MASTER_NAME, sentinel_deployment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,6 +111,32 @@ def test_a_stopped_scheduler_releases_its_locks_to_another_at_once(start_schedul
     began = time.monotonic()
     scheduling(start_scheduler, "scheduler-new", timeout=10)  # far less than the lock's minute
     print(f"\nanother scheduler took over {time.monotonic() - began:.1f} s after a SIGTERM")
+
+
+def test_the_scheduler_finds_redis_through_sentinel_and_follows_a_failover(tmp_path):
+    with sentinel_deployment(tmp_path) as redis:
+        env = child_env(
+            REDIS_SENTINELS=redis.sentinels,
+            REDIS_MASTER_NAME=MASTER_NAME,
+            REDIS_PASSWORD=redis.password,
+            REDIS_SENTINEL_PASSWORD=redis.sentinel_password,
+        )
+        env.pop("REDIS_URL", None)
+        scheduler = manage_py("runscheduler", env=env, log_path=tmp_path / "scheduler.log")
+        try:
+            queues_a_due_job(redis.client(redis.primary_port), timeout=30)
+            redis.kill("primary")
+            wait_until(lambda: redis.master_port() == redis.replica_port, 30, "the replica to be promoted")
+            queues_a_due_job(redis.client(redis.replica_port), timeout=30)
+            assert scheduler.poll() is None
+        finally:
+            stop(scheduler)
+
+
+def queues_a_due_job(connection, timeout: float) -> None:
+    queue = Queue("default", connection=connection, serializer=JSONSerializer)
+    job = queue.enqueue_in(timedelta(seconds=1), "tasks_app.tasks.sleep_task", 0)
+    wait_until(lambda: job.get_status() == "queued", timeout, "the scheduler to queue a due job", interval=0.1)
 
 
 def registered(name: str, connection) -> bool:

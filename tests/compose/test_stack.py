@@ -175,25 +175,20 @@ def test_the_compose_stack_builds_runs_scales_restarts_and_goes_away(stack):
     )
     assert health["redis"] == "ok"
 
-    # A task, run by one of the workers.
-    created = json.loads(stack.curl("-F", "type=1", "http://127.0.0.1:8000/tasks").stdout)
-    task_id = created["data"]["task_id"]
-    wait_until(
-        lambda: stack.get_json(f"/tasks/{task_id}").get("data", {}).get("task_status") == "finished",
-        60,
-        "the task to finish",
-        interval=1,
-    )
-
-    # A delayed task: the scheduler service moves it to its queue when due.
-    created = json.loads(stack.curl("-F", "type=1", "-F", "delay=1", "http://127.0.0.1:8000/tasks").stdout)
-    delayed_id = created["data"]["task_id"]
-    wait_until(
-        lambda: stack.get_json(f"/tasks/{delayed_id}").get("data", {}).get("task_status") == "finished",
-        60,
-        "the delayed task to finish",
-        interval=1,
-    )
+    # A task, run by one of the workers, and a delayed one, which the scheduler queues when due.
+    task_ids = []
+    for delay in ("0", "1"):
+        created = json.loads(stack.curl("-F", "type=1", "-F", f"delay={delay}", "http://127.0.0.1:8000/tasks").stdout)
+        task_ids.append(created["data"]["task_id"])
+    for task_id in task_ids:
+        wait_until(
+            lambda task_id=task_id: (
+                stack.get_json(f"/tasks/{task_id}").get("data", {}).get("task_status") == "finished"
+            ),
+            60,
+            f"task {task_id} to finish",
+            interval=1,
+        )
 
     # A thumbnail made by a worker, served by web from the shared media volume.
     image = stack.directory / "upload.png"

@@ -24,7 +24,7 @@ from rq.serializers import JSONSerializer
 from tasks_app import jobs, status
 from tasks_app.status import TaskStatus
 from tests.support.processes import PROJECT_ROOT, child_env, kill_tree, manage_py, stop, wait_until
-from tests.support.sentinel import MASTER_NAME, sentinel_deployment
+from tests.support.sentinel import sentinel_deployment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,14 +115,7 @@ def test_a_stopped_scheduler_releases_its_locks_to_another_at_once(start_schedul
 
 def test_the_scheduler_finds_redis_through_sentinel_and_follows_a_failover(tmp_path):
     with sentinel_deployment(tmp_path) as redis:
-        env = child_env(
-            REDIS_SENTINELS=redis.sentinels,
-            REDIS_MASTER_NAME=MASTER_NAME,
-            REDIS_PASSWORD=redis.password,
-            REDIS_SENTINEL_PASSWORD=redis.sentinel_password,
-        )
-        env.pop("REDIS_URL", None)
-        scheduler = manage_py("runscheduler", env=env, log_path=tmp_path / "scheduler.log")
+        scheduler = manage_py("runscheduler", env=redis.site_env(), log_path=tmp_path / "scheduler.log")
         try:
             queues_a_due_job(redis.client(redis.primary_port), timeout=30)
             redis.kill("primary")

@@ -23,7 +23,7 @@ from taskqueue_site.settings import sentinel_connection
 from tasks_app.connections import build_subscription_connection
 from tasks_app.redis_sentinel import FailoverFollowingConnection
 from tests.support.http import read_events, request
-from tests.support.processes import PROJECT_ROOT, child_env, manage_py, stop, wait_until
+from tests.support.processes import PROJECT_ROOT, manage_py, stop, wait_until
 from tests.support.sentinel import MASTER_NAME, sentinel_deployment
 from tests.support.webserver import production_env, uvicorn_server
 
@@ -40,16 +40,7 @@ def enqueue(base_url: str, task_type: int) -> tuple[int, str | None]:
 
 def test_jobs_acknowledged_before_and_after_the_primary_dies_all_finish(tmp_path, capsys):
     with sentinel_deployment(tmp_path) as redis:
-        env = child_env(
-            REDIS_SENTINELS=redis.sentinels,
-            REDIS_MASTER_NAME=MASTER_NAME,
-            REDIS_PASSWORD=redis.password,
-            REDIS_SENTINEL_PASSWORD=redis.sentinel_password,
-            TASK_UNIT_SECONDS="0.1",
-            DJANGO_SECURE_SSL_REDIRECT="false",
-        )
-        env.pop("REDIS_URL", None)
-        env = production_env(env, tmp_path)
+        env = production_env(redis.site_env(TASK_UNIT_SECONDS="0.1", DJANGO_SECURE_SSL_REDIRECT="false"), tmp_path)
         worker = manage_py("rqworker", *QUEUES, "--with-scheduler", env=env, log_path=tmp_path / "worker.log")
         try:
             with uvicorn_server(env, tmp_path / "web.log") as base_url:

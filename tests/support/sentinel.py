@@ -14,7 +14,7 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import RedisError
 
-from tests.support.processes import free_port, stop, wait_until
+from tests.support.processes import child_env, free_port, stop, wait_until
 
 MASTER_NAME = "taskqueue"
 # Fast enough for a test, slow enough that a busy two-core machine does not fail over by mistake.
@@ -37,6 +37,18 @@ class SentinelDeployment:
     def sentinels(self) -> str:
         """The value of REDIS_SENTINELS."""
         return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def site_env(self, **overrides: str) -> dict[str, str]:
+        """The environment of a child Django process that finds Redis through these sentinels."""
+        env = child_env(
+            REDIS_SENTINELS=self.sentinels,
+            REDIS_MASTER_NAME=MASTER_NAME,
+            REDIS_PASSWORD=self.password,
+            REDIS_SENTINEL_PASSWORD=self.sentinel_password,
+            **overrides,
+        )
+        env.pop("REDIS_URL", None)
+        return env
 
     def client(self, port: int) -> Redis:
         return Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=1, socket_connect_timeout=1)

@@ -7,8 +7,6 @@ import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
@@ -37,18 +35,20 @@ class Command(BaseCommand):
         registered = False
         while not stopping.is_set():
             try:
-                if not registered:
-                    scheduler.register_birth()
-                    registered = True
-                # Every tick, not RQ's work() every 120 s: a standby takes over as soon as the locks expire.
-                if scheduler.acquired_locks != queues:
-                    scheduler.acquire_locks()
-                scheduler.heartbeat()
-                scheduler.enqueue_scheduled_jobs()
-            except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis restarting: wait, as workers do
+                with connections.redis_outage_as_unavailable():
+                    if not registered:
+                        scheduler.register_birth()
+                        registered = True
+                    # Every tick, not RQ's work() every 120 s: a standby takes over as soon as the locks expire.
+                    if scheduler.acquired_locks != queues:
+                        scheduler.acquire_locks()
+                    scheduler.heartbeat()
+                    scheduler.enqueue_scheduled_jobs()
+            except connections.QueueUnavailable as exc:  # Redis restarting or failing over: wait, as workers do
                 logger.warning("scheduler %s cannot reach Redis: %s", name, exc)
             stopping.wait(scheduler.interval)
         try:
-            scheduler.stop()  # releases the locks, so another scheduler may take them at once
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+            with connections.redis_outage_as_unavailable():
+                scheduler.stop()  # releases the locks, so another scheduler may take them at once
+        except connections.QueueUnavailable as exc:
             logger.warning("scheduler %s stopped without releasing its locks: %s", name, exc)

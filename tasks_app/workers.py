@@ -43,3 +43,23 @@ class JSONWorker(JSONWorkerOptions, Worker):
         # How long a running job outlives its worker's last heartbeat: RQ's extra minute is too long
         # for a killed worker's job to be retried within half a minute.
         return int(settings.TASK_ABANDONED_AFTER_SECONDS)
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        if pipeline is None:  # a running job's heartbeats come through maintain_heartbeats
+            self.register_again_if_forgotten()
+        super().heartbeat(timeout, pipeline)
+
+    def maintain_heartbeats(self, job) -> None:
+        if self.register_again_if_forgotten():
+            self.set_current_job_id(job.id)
+        super().maintain_heartbeats(job)
+
+    def register_again_if_forgotten(self) -> bool:
+        """Register anew if Redis lost this worker (restarted empty): RQ's heartbeat never does (rq/rq#469)."""
+        if self.key in Worker.all_keys(connection=self.connection):
+            return False
+        self.log.warning("Worker %s: unknown to Redis (restarted empty?), registering again", self.name)
+        self.register_death()
+        self.register_birth()
+        self.set_state(self.get_state())
+        return True

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.support.processes import PROJECT_ROOT
-from tests.support.webserver import PRODUCTION_FLAGS
+from tests.support.webserver import PRODUCTION_ENV, PRODUCTION_FLAGS
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,11 @@ def test_dockerfile_runs_the_same_production_command():
         "exec uvicorn taskqueue_site.asgi:application --host 0.0.0.0 --port 8000 "
         '--workers "$WEB_CONCURRENCY" ' + " ".join(PRODUCTION_FLAGS)
     )
+
+
+def test_the_image_sets_the_memory_tunable_the_production_tests_run_with():
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert f"GLIBC_TUNABLES={PRODUCTION_ENV['GLIBC_TUNABLES']}\n" in dockerfile
 
 
 def test_env_example_never_ships_a_secret_and_compose_requires_one(compose):

@@ -5,6 +5,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -67,6 +68,13 @@ def test_create_answers_202_with_id_and_location(fake_redis, kwargs):
     assert job.args == [1]
     assert job.origin == "default"
     assert Queue("default", connection=fake_redis).job_ids == [task_id]
+
+
+def test_a_task_id_is_a_fresh_random_uuid4(fake_redis, client):
+    """Ids are the only key to a job: none may be guessed from another."""
+    ids = [create(client, data={"type": "0"}).json()["data"]["task_id"] for _ in range(2)]
+    assert ids[0] != ids[1]
+    assert all(uuid.UUID(task_id).version == 4 and str(uuid.UUID(task_id)) == task_id for task_id in ids)
 
 
 def test_jobs_are_stored_as_json_not_pickle(fake_redis):

@@ -1,4 +1,4 @@
-"""Faults survived on purpose: Redis restarted, Redis down and back, the web restarted under load.
+"""Faults survived on purpose: Redis restarted (with its data or empty), Redis down and back, the web restarted.
 
 Each test prints its figure (time to recover, jobs lost), which README's reliability table quotes.
 """
@@ -8,9 +8,12 @@ import time
 
 import pytest
 from redis import Redis
+from rq import Worker
+from rq.serializers import JSONSerializer
 
 from taskqueue_site.settings import redis_url_with_timeouts
 from tasks_app import connections
+from tests.integration.test_health import check_worker, health
 from tests.support.http import create_task, request, task_status
 from tests.support.processes import (
     child_env,
@@ -99,6 +102,43 @@ def test_redis_down_gives_fast_503s_and_everything_recovers_without_restarts(liv
 def accepted(base_url: str) -> str | None:
     reply = request(f"{base_url}/tasks", "POST", {"type": 0})
     return reply.body["data"]["task_id"] if reply.status == 202 else None
+
+
+def test_running_workers_register_again_after_redis_restarts_empty(live_server, tmp_path, point_site_at):
+    data_dir = tmp_path / "redis"  # no append-only file, no snapshots: the restart loses everything
+    workers = []
+    try:
+        with redis_server(data_dir) as (port, _):
+            url = point_site_at(port)
+            env = child_env(REDIS_URL=url, WORKER_HEARTBEAT_SECONDS="1", TASK_UNIT_SECONDS="8")
+            for index in range(2):
+                workers.append(
+                    manage_py("rqworker", "high", "default", "low", env=env, log_path=tmp_path / f"w{index}.log")
+                )
+            wait_until(lambda: health(live_server.url)["workers"] == 2, 30, "two live workers")
+            long_job = create_task(live_server.url, 1)
+            wait_until(lambda: task_status(live_server.url, long_job)["task_status"] == "started", 20, "the long job")
+
+        with redis_server(data_dir, port=port):
+            back = time.monotonic()
+            wait_until(lambda: health(live_server.url)["workers"] == 2, 10, "both workers registered again")
+            print(f"\nredis restarted empty: both workers registered again {time.monotonic() - back:.1f} s after")
+            assert check_worker(url).returncode == 0
+            by_state = {
+                worker.get_state(): worker
+                for worker in Worker.all(connection=Redis.from_url(url), serializer=JSONSerializer)
+            }
+            assert set(by_state) == {"busy", "idle"}
+            assert by_state["busy"].get_current_job_id() == long_job
+
+            # The worker that was busy takes new work once its job ends: stop the other one first.
+            stop(next(process for process in workers if process.pid == by_state["idle"].pid))
+            new_jobs = [create_task(live_server.url, 0) for _ in range(3)]
+            statuses = lambda: {task_status(live_server.url, task_id)["task_status"] for task_id in new_jobs}  # noqa: E731
+            wait_until(lambda: statuses() == {"finished"}, 30, "the new jobs to finish")
+    finally:
+        for worker in workers:
+            stop(worker)
 
 
 def test_restarting_the_web_under_load_loses_no_acknowledged_job(tmp_path):

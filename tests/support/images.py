@@ -65,14 +65,25 @@ def truncated(data: bytes, keep: float = 0.6) -> bytes:
     return data[: int(len(data) * keep)]
 
 
-def png_declaring(width: int, height: int) -> bytes:
-    """A decompression bomb: a tiny PNG whose header declares width x height pixels."""
+def png_declaring(width: int, height: int, every_row: bool = False) -> bytes:
+    """A decompression bomb: a tiny PNG whose header declares width x height pixels.
+
+    Its data holds a few rows, or with `every_row` all of them (zeros compress a thousandfold).
+    """
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    pixels = zlib.compress(b"\0" * 4096, 9)  # a few rows; decoding the rest would need gigabytes
+    if every_row:  # each row is a filter byte and a byte a pixel
+        compressor, block = zlib.compressobj(9), b"\0" * (1 << 20)
+        remaining, parts = height * (width + 1), []
+        while remaining:
+            parts.append(compressor.compress(block[: min(remaining, len(block))]))
+            remaining -= min(remaining, len(block))
+        pixels = b"".join(parts) + compressor.flush()
+    else:
+        pixels = zlib.compress(b"\0" * 4096, 9)  # a few rows; decoding the rest would need gigabytes
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 

@@ -17,6 +17,8 @@ PRODUCTION_ENV = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "test-only-3f9c1b7e5a2d8c4f6e0b9a7d5c3e1f8a6b4d2c0e9f7a5b3d1c8e6f4a2b0d9c7e5",
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    # The image's own environment (Dockerfile; tests/test_compose.py checks that they match).
+    "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072",
 }
 # The flags of the production command in compose.yml and the Dockerfile (tests/test_compose.py
 # checks that they match); only the address and the worker count differ here.

@@ -7,13 +7,17 @@ import threading
 import time
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
+from django.urls import reverse
 from redis import Redis
 from redis.exceptions import ResponseError
 from rq import Worker
 
 from taskqueue_site.settings import redis_url_with_timeouts
-from tasks_app import connections, health, jobs, status
+from tasks_app import connections, health, history, jobs, status
+from tasks_app.models import JobRecord
+from tests.integration.test_django_rq_pages import dashboard_urls
 from tests.support.processes import redis_server, wait_until
 
 NOT_A_JOB = f"{'0' * 8}-0000-4000-8000-{'0' * 12}"
@@ -110,7 +114,7 @@ def test_listing_workers_leaves_the_sites_client_failing_fast_when_redis_hangs(t
         assert [worker.name for worker in health.live_workers()] == ["listed"]
         assert health.current_health().workers[0].name == "listed"
         assert Client().get("/healthz").json()["data"]["workers"] == 1
-        connections.get_connection().connection_pool.disconnect()
+        connections.get_connection().connection_pool.reset()
         status.get_task_status(task_id)  # on a new pooled connection, made with the client's settings as they are now
         os.kill(process.pid, signal.SIGSTOP)
         try:
@@ -119,5 +123,40 @@ def test_listing_workers_leaves_the_sites_client_failing_fast_when_redis_hangs(t
                 with contextlib.suppress(connections.QueueUnavailable):
                     read()
                 assert time.monotonic() - started < 1.9  # one socket timeout (1 s), not RQ's minutes
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+
+
+def test_after_every_admin_page_a_hung_redis_still_fails_fast(tmp_path, site_redis, db):
+    """No admin page leaves the site's client with RQ's minutes-long socket timeout."""
+    with redis_server(tmp_path / "redis") as (port, process):
+        admin = site_redis(port)
+        task_id = jobs.enqueue_task(0)
+        worker = Worker(["default"], connection=admin, name="listed")
+        worker.register_birth()
+        history.insert_new_rows([task_id])
+        root = Client()
+        root.force_login(User.objects.create_superuser("root", password="x"))
+        history_url = reverse("admin:tasks_app_jobrecord_changelist")
+        pages = [
+            reverse("admin:index"),
+            history_url,
+            f"{history_url}?status__exact=failed",
+            reverse("admin:tasks_app_jobrecord_change", args=[JobRecord.objects.get(job_id=task_id).pk]),
+            reverse("admin:tasks_app_jobrecord_health"),
+            reverse("admin:tasks_app_jobrecord_health_json"),
+            *dashboard_urls(task_id, worker.key),
+        ]
+        for url in pages:
+            assert root.get(url).status_code in {200, 302, 403, 404, 405}, url
+        # A busy site opens new pooled connections, made with the client's settings as the pages left them.
+        connections.get_connection().connection_pool.reset()
+        assert Client().get(f"/tasks/{task_id}").status_code == 200
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            for url in (f"/tasks/{task_id}", "/healthz"):
+                started = time.monotonic()
+                assert Client().get(url).status_code == 503, url
+                assert time.monotonic() - started < 1.9, url  # one socket timeout (1 s), not RQ's minutes
         finally:
             os.kill(process.pid, signal.SIGCONT)

@@ -419,7 +419,7 @@ def test_the_groups_exist_after_migrate_with_their_permissions():
     viewers = set(Group.objects.get(name=VIEWERS_GROUP).permissions.values_list("codename", flat=True))
     operators = set(Group.objects.get(name=OPERATORS_GROUP).permissions.values_list("codename", flat=True))
     assert viewers == {"view_jobrecord", "admin"}
-    assert operators == viewers | {"requeue_job", "cancel_job", "stop_job", "delete_job", "empty_queue"}
+    assert operators == viewers | {"requeue_job", "cancel_job", "stop_job", "delete_job", "empty_queue", "run_job"}
 
 
 def test_queue_account_makes_operators_and_viewers(monkeypatch, capsys):

@@ -245,8 +245,8 @@ def mark_deleted(job_ids: Iterable[str]) -> int:
 def prune_history(older_than_days: int) -> int:
     cutoff = timezone.now() - timedelta(days=older_than_days)
     old = Q(ended_at__lt=cutoff) | Q(ended_at__isnull=True, created_at__lt=cutoff)
-    deleted, _ = JobRecord.objects.filter(old, status__in=ENDED_STATUSES).delete()
-    return deleted
+    _, deleted = JobRecord.objects.filter(old, status__in=ENDED_STATUSES).delete()  # their attempts go too
+    return deleted.get("tasks_app.JobRecord", 0)
 
 
 def failure_traceback(job: Job) -> str:

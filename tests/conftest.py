@@ -24,6 +24,7 @@ DATABASE_TEST_FILES = {
     "test_history.py",
     "test_admin_monitoring.py",
     "test_admin_permissions.py",
+    "test_admin_timeline.py",
     "test_worker_pool.py",
     "test_admin.py",
 }

@@ -41,6 +41,7 @@ class Jobs:
     failed: str
     deferred: str
     started: str  # marked as running by a worker that is not there: a stop request reaches nobody
+    scheduled: str  # delayed by five minutes
     connection: Redis
 
 
@@ -58,8 +59,9 @@ def redis_jobs(real_redis, settings) -> Jobs:  # noqa: F811 - the imported fixtu
         started.prepare_for_execution("absent-worker", pipeline)
         pipeline.execute()
     send_status_changed(started, describe(started, "started"))
+    scheduled = jobs.enqueue_task(1, delay=300)
     history.record_new_jobs()  # as a worker does within a second
-    return Jobs(queued, failed, deferred, started.id, real_redis.connection)
+    return Jobs(queued, failed, deferred, started.id, scheduled, real_redis.connection)
 
 
 def staff(username: str, group: str | None = None) -> Client:
@@ -315,6 +317,7 @@ OUR_ACTIONS = [
     ("cancel_jobs", "cancel_job", "queued", "canceled"),
     ("delete_jobs", "delete_job", "failed", None),
     ("stop_jobs", "stop_job", "started", "started"),
+    ("run_now_jobs", "run_job", "scheduled", "queued"),
 ]
 
 
@@ -324,7 +327,12 @@ def run_action(client: Client, action: str, job_id: str, follow: bool = False) -
 
 
 def job_for(redis_jobs: Jobs, state: str) -> str:
-    return {"failed": redis_jobs.failed, "queued": redis_jobs.queued, "started": redis_jobs.started}[state]
+    return {
+        "failed": redis_jobs.failed,
+        "queued": redis_jobs.queued,
+        "started": redis_jobs.started,
+        "scheduled": redis_jobs.scheduled,
+    }[state]
 
 
 @pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
@@ -363,6 +371,7 @@ def test_history_actions_work_for_operators(action, permission, state, after, op
         ("cancel_jobs", "started", "is running; stop it instead of canceling it"),
         ("stop_jobs", "queued", "is queued, not running; there is nothing to stop"),
         ("delete_jobs", "started", "is running; stop it before deleting it"),
+        ("run_now_jobs", "queued", "only a scheduled task can be run now"),
     ],
 )
 def test_history_actions_say_which_rows_they_left_alone_and_why(action, state, refusal, operator, redis_jobs):

@@ -47,7 +47,7 @@ def on_stopped(job: Job, connection, *args, **kwargs) -> None:
     """A running job was stopped on request (runs in the worker, which killed the work horse)."""
 
     def stopped() -> TaskStatus:
-        job.get_meta(refresh=True)  # this process's copy predates the run's progress
+        job.refresh()  # this process's copy predates the run: its start, worker and progress
         return describe(job, JobStatus.STOPPED, error=failure_message(job, JobStatus.STOPPED, None))
 
     report(job, stopped)
@@ -55,6 +55,7 @@ def on_stopped(job: Job, connection, *args, **kwargs) -> None:
 
 def on_work_horse_killed(job: Job, retpid: int, ret_val: int, rusage) -> None:
     """The process running a job died without a word (killed, out of memory): a worker option, not a job callback."""
+    job.refresh()  # this process's copy predates the run: its start, worker and progress
     ended_with_failure(job, f"Work-horse terminated unexpectedly; waitpid returned {ret_val}")
 
 

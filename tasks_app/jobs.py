@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.utils.crypto import constant_time_compare
 from redis.exceptions import WatchError
 from rq import Callback, Queue, Retry
@@ -252,8 +253,7 @@ def requeue_job(job: Job, check_only: bool = False) -> str:
                 raise TaskStateConflict(message, status)
             if check_only:
                 return status
-            job.meta["progress"] = 0
-            job.save_meta()
+            job.meta["progress"] = 0  # saved with the job by the registry's requeue
             if status == JobStatus.CANCELED:
                 registry = CanceledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)
             else:
@@ -282,15 +282,16 @@ def requeue_tasks(task_ids: list[str], check_only: bool = False) -> BulkRequeue:
         batch = task_ids[start : start + REQUEUE_BATCH]
         with redis_outage_as_unavailable():
             fetched = Job.fetch_many(batch, connection=get_connection(), serializer=JSONSerializer)
-        for task_id, job in zip(batch, fetched, strict=True):
-            if job is None:
-                outcome.missing.append(task_id)
-                continue
-            try:
-                requeue_job(job, check_only)
-                outcome.requeued.append(task_id)
-            except TaskStateConflict as exc:
-                outcome.refused.append((task_id, str(exc)))
+        with transaction.atomic():  # the history rows of a batch in one commit
+            for task_id, job in zip(batch, fetched, strict=True):
+                if job is None:
+                    outcome.missing.append(task_id)
+                    continue
+                try:
+                    requeue_job(job, check_only)
+                    outcome.requeued.append(task_id)
+                except TaskStateConflict as exc:
+                    outcome.refused.append((task_id, str(exc)))
     return outcome
 
 

@@ -26,6 +26,7 @@ from tasks_app.signals import send_status_changed
 from tasks_app.status import describe
 from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
 from tests.support import jobs as support_jobs
+from tests.support.accounts import staff
 from tests.support.workers import InProcessJSONWorker
 
 pytestmark = pytest.mark.django_db
@@ -64,28 +65,9 @@ def redis_jobs(real_redis, settings) -> Jobs:  # noqa: F811 - the imported fixtu
     return Jobs(queued, failed, deferred, started.id, scheduled, real_redis.connection)
 
 
-def staff(username: str, group: str | None = None) -> Client:
-    user = User.objects.create_user(username, password="x", is_staff=True)
-    if group:
-        user.groups.add(Group.objects.get(name=group))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
 def anonymous() -> Client:
     return Client()
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return staff("viewer", VIEWERS_GROUP)
-
-
-@pytest.fixture
-def operator() -> Client:
-    return staff("operator", OPERATORS_GROUP)
 
 
 def redis_state(connection) -> dict[bytes, bytes]:

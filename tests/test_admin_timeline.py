@@ -4,7 +4,6 @@ one requeue rule on django-rq's buttons too, against a real redis-server and an 
 from datetime import datetime
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.test import Client
 from rq import Queue
 from rq.job import Job
@@ -15,7 +14,6 @@ from tasks_app import admin as tasks_admin
 from tasks_app import history, jobs
 from tasks_app.admin import exact_time
 from tasks_app.models import JobAttempt, JobRecord
-from tasks_app.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
 from tests.support import jobs as support_jobs
 from tests.support.workers import InProcessJSONWorker
@@ -26,24 +24,6 @@ HISTORY = "/admin/tasks_app/jobrecord/"
 DASHBOARD = "/admin/django_rq/dashboard"
 HIGH = 1  # django-rq numbers queues by sorted name: default, high, low
 IMAGE_GONE = "its image was deleted when it ended failed"
-
-
-def staff(username: str, group: str) -> Client:
-    user = User.objects.create_user(username, password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return staff("viewer", VIEWERS_GROUP)
-
-
-@pytest.fixture
-def operator() -> Client:
-    return staff("operator", OPERATORS_GROUP)
 
 
 @pytest.fixture

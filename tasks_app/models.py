@@ -106,4 +106,4 @@ class JobAttempt(models.Model):
         constraints = (models.UniqueConstraint(fields=("record", "enqueued_at"), name="jobattempt_run"),)
 
     def __str__(self) -> str:
-        return f"{self.record_id} attempt {self.number}"
+        return f"attempt {self.number}"  # the caption of its row in the job's timeline

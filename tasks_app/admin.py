@@ -5,13 +5,16 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 
 from django.contrib import admin, messages
-from django.contrib.admin import DateFieldListFilter
+from django.contrib.admin import DateFieldListFilter, helpers
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, re_path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -30,7 +33,7 @@ from rq.exceptions import NoSuchJobError
 from rq.registry import FailedJobRegistry
 
 from tasks_app import admin_views, connections, history, jobs, permissions, status
-from tasks_app.models import JobRecord
+from tasks_app.models import JobAttempt, JobRecord
 from tasks_app.templatetags.tasks_admin import duration
 
 logger = logging.getLogger(__name__)
@@ -42,10 +45,14 @@ ACTIONS = {
     "cancel_jobs": ("Cancel", permissions.CANCEL, status.WAITING_STATUSES),
     "stop_jobs": ("Stop", permissions.STOP, {"started"}),
     "delete_jobs": ("Delete", permissions.DELETE, set(JobRecord.Status.values) - {"started"}),
+    "run_now_jobs": ("Run now", permissions.RUN, {"scheduled"}),
+    "retry_failed_jobs": ("Retry all failed", permissions.REQUEUE, set()),  # the list's own button
 }
 # Per-row messages after an action; beyond this many, the rest are summed up in one line.
 MAX_ROW_MESSAGES = 20
 MAX_ACTION_ROWS = 1000  # rows one action may change in one request
+# Failed jobs "Retry all failed" takes at once: each is read from Redis and its row updated.
+MAX_RETRY_ALL = 10_000
 
 
 def exact_time_field(field_name: str, label: str) -> Callable[[admin.ModelAdmin, JobRecord], str]:
@@ -61,6 +68,24 @@ def exact_time_field(field_name: str, label: str) -> Callable[[admin.ModelAdmin,
 def may(permission: str | None) -> Callable[..., bool]:
     """A has_<action>_permission method, as @admin.action(permissions=[...]) looks them up; None: nobody."""
     return lambda model_admin, request, obj=None: permission is not None and request.user.has_perm(permission)
+
+
+class JobAttemptInline(admin.TabularInline):
+    """The job's timeline: one row per run, shown to whoever may view the history."""
+
+    model = JobAttempt
+    verbose_name_plural = "timeline: every attempt"
+    fields = ("number", "worker_name", "enqueued", "started", "ended", "outcome", "error", "retry")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    has_add_permission = has_change_permission = has_delete_permission = may(None)
+    has_view_permission = may("tasks_app.view_jobrecord")
+
+    enqueued = exact_time_field("enqueued_at", "enqueued")
+    started = exact_time_field("started_at", "started")
+    ended = exact_time_field("ended_at", "ended")
+    retry = exact_time_field("retry_at", "retry due")
 
 
 @admin.register(JobRecord)
@@ -83,9 +108,10 @@ class JobRecordAdmin(admin.ModelAdmin):
     ordering = ("-created_at", "-id")
     list_per_page = 50
     show_full_result_count = False
-    actions = ("requeue_jobs", "cancel_jobs", "stop_jobs", "delete_jobs")
+    actions = ("requeue_jobs", "cancel_jobs", "stop_jobs", "delete_jobs", "run_now_jobs", "retry_failed_jobs")
+    inlines = (JobAttemptInline,)
     fieldsets = (
-        ("Job", {"fields": ("job_id", "status_display", "queue", "task", "kind", "description", "attempts")}),
+        ("Job", {"fields": ("job_id", "status_display", "now", "queue", "task", "kind", "description", "attempts")}),
         ("Times", {"fields": ("submitted_at", "enqueued", "started", "ended", "duration_display")}),
         ("Outcome", {"fields": ("result", "error", "traceback_display")}),
         ("Who and where", {"fields": ("submitter_display", "submitted_by", "worker_name", "links")}),
@@ -101,6 +127,7 @@ class JobRecordAdmin(admin.ModelAdmin):
     has_cancel_permission = may(permissions.CANCEL)
     has_stop_permission = may(permissions.STOP)
     has_delete_job_permission = may(permissions.DELETE)
+    has_run_permission = may(permissions.RUN)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         # Django answers an action the user may not run with "No action selected"; say why instead.
@@ -206,6 +233,26 @@ class JobRecordAdmin(admin.ModelAdmin):
     def submitter_display(self, obj: JobRecord) -> str:
         return obj.submitter
 
+    @admin.display(description="in Redis now")
+    def now(self, obj: JobRecord) -> str:
+        """What only Redis knows: when a scheduled run or retry is due, a running job's progress."""
+        try:
+            task = status.get_task_status(obj.job_id)
+        except status.TaskNotFound:
+            return "Gone from Redis (expired or deleted): the history below is all that is left."
+        except connections.QueueUnavailable:
+            return "Redis is unreachable: showing the history only."
+        if task.task_status == JobRecord.Status.STARTED:
+            return format_html(
+                '<progress class="job-progress" max="100" value="{}"></progress> {}% done', task.progress, task.progress
+            )
+        if task.task_status == JobRecord.Status.SCHEDULED and task.scheduled_for:
+            due = "next retry at" if task.attempt > 1 else "scheduled for"
+            return f"{due} {exact_time(datetime.fromisoformat(task.scheduled_for))}"
+        if task.task_status == JobRecord.Status.QUEUED and task.attempt > 1:
+            return f"attempt {task.attempt} waits in its queue"
+        return task.task_status
+
     @admin.display(description="attempt")
     def attempts(self, obj: JobRecord) -> str:
         return f"{obj.attempt} of {obj.max_attempts}"
@@ -240,6 +287,50 @@ class JobRecordAdmin(admin.ModelAdmin):
     @admin.action(description="Stop selected running jobs", permissions=["stop"])
     def stop_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self.apply(request, queryset, jobs.stop_running_task, "asked to stop")
+
+    @admin.action(description="Run selected scheduled jobs now", permissions=["run"])
+    def run_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.apply(request, queryset, jobs.run_scheduled_task, "queued to run now")
+
+    @admin.action(
+        description="Retry all failed jobs (of the filtered list, or of those selected)", permissions=["requeue"]
+    )
+    def retry_failed_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Requeue every failed job the list's filters and search match, after a page that says what will happen."""
+        failed = queryset.filter(status=JobRecord.Status.FAILED)
+        count = failed.count()
+        if count > MAX_RETRY_ALL:
+            messages.error(
+                request,
+                f"{count} failed jobs match; Retry all failed takes at most {MAX_RETRY_ALL} at a time. "
+                "Nothing was done: narrow the list with its filters first.",
+            )
+            return None
+        job_ids = list(failed.values_list("job_id", flat=True))
+        try:
+            outcome = jobs.requeue_tasks(job_ids, check_only=request.POST.get("confirm") != "yes")
+        except connections.QueueUnavailable as exc:
+            return admin_views.redis_unavailable(request, self.admin_site, exc)
+        if request.POST.get("confirm") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Retry all failed jobs?",
+                "opts": self.opts,
+                "matching": count,
+                "outcome": outcome,
+                "refused_shown": outcome.refused[:MAX_ROW_MESSAGES],
+                "refused_more": max(0, len(outcome.refused) - MAX_ROW_MESSAGES),
+                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
+            }
+            return TemplateResponse(request, "admin/tasks_app/jobrecord/retry_failed.html", context)
+        if outcome.requeued:
+            messages.success(request, f"Requeued {len(outcome.requeued)} failed jobs.")
+            for start in range(0, len(outcome.requeued), history.BATCH):
+                rows = JobRecord.objects.filter(job_id__in=outcome.requeued[start : start + history.BATCH])
+                LogEntry.objects.log_actions(request.user.pk, rows, CHANGE, "Requeued by Retry all failed.")
+        report_refused(request, outcome)
+        return None
 
     @admin.action(description="Delete selected jobs (from Redis and the history)", permissions=["delete_job"])
     def delete_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
@@ -299,9 +390,20 @@ class JobRecordAdmin(admin.ModelAdmin):
         return redirect_to_next(request)
 
 
-def redirect_to_next(request: HttpRequest) -> HttpResponse | None:
+def report_refused(request: HttpRequest, outcome: jobs.BulkRequeue) -> None:
+    """A line for each job the requeue rule refused (the first few, then how many more), and for those gone."""
+    for _, reason in outcome.refused[:MAX_ROW_MESSAGES]:
+        messages.warning(request, reason)
+    if len(outcome.refused) > MAX_ROW_MESSAGES:
+        messages.warning(request, f"… and {len(outcome.refused) - MAX_ROW_MESSAGES} more jobs not requeued.")
+    if missing := outcome.missing:
+        which = missing[0] if len(missing) == 1 else f"{len(missing)} jobs"
+        messages.warning(request, f"Nothing done to {which}: no longer exists in Redis (expired or deleted).")
+
+
+def redirect_to_next(request: HttpRequest, field: str = "next") -> HttpResponse | None:
     """Back to the page the action came from (the job's own page), if it is ours; else the list."""
-    target = request.POST.get("next", "")
+    target = request.POST.get(field, "")
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
         return HttpResponseRedirect(target)
     return None
@@ -415,6 +517,8 @@ class GuardedDashboardAdmin(QueueAdmin):
                 record_new_jobs(request)
             try:
                 admin_views.clean_started_registries()
+                if changed and requeues(request):
+                    return self.requeue_under_rule(request, changed, kwargs)
                 return view(request, *args, **kwargs)
             except NoSuchJobError as exc:
                 # Gone between the page and the click (expired, or deleted by someone else).
@@ -430,6 +534,25 @@ class GuardedDashboardAdmin(QueueAdmin):
                         logger.exception("could not update the job history after %s", request.path)
 
         return checked
+
+    def requeue_under_rule(self, request: HttpRequest, job_ids: list[str], kwargs: dict) -> HttpResponse:
+        """django-rq's requeue buttons, under the history's rule: each job it refuses stays, with the reason."""
+        outcome = jobs.requeue_tasks(job_ids)
+        if outcome.requeued:
+            messages.success(request, f"Requeued {len(outcome.requeued)} of {len(job_ids)} jobs.")
+        report_refused(request, outcome)
+        site, queue_index = self.admin_site.name, kwargs["queue_index"]
+        if page_name(request) == "requeue_job" and not outcome.missing:
+            return HttpResponseRedirect(reverse(f"{site}:django_rq_job_detail", args=[queue_index, kwargs["job_id"]]))
+        return redirect_to_next(request, "next_url") or HttpResponseRedirect(
+            reverse(f"{site}:django_rq_jobs", args=[queue_index])
+        )
+
+
+def requeues(request: HttpRequest) -> bool:
+    """Whether a django-rq POST requeues jobs: its Requeue, Requeue All, or a bulk requeue."""
+    name = page_name(request)
+    return name in {"requeue_job", "requeue_all"} or (name == "actions" and request.POST.get("action") == "requeue")
 
 
 def record_new_jobs(request: HttpRequest) -> None:

@@ -7,14 +7,16 @@ have. Callbacks never raise: RQ would count it as the job failing, or stop its c
 import logging
 import traceback
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from django.db import connections
+from django.utils import timezone
 from rq.exceptions import AbandonedJobError
 from rq.job import Job, JobStatus
 
 from tasks_app import history
 from tasks_app.signals import send_status_changed
-from tasks_app.status import TaskStatus, describe, failure_message
+from tasks_app.status import TaskStatus, describe, failure_message, iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def on_stopped(job: Job, connection, *args, **kwargs) -> None:
     """A running job was stopped on request (runs in the worker, which killed the work horse)."""
 
     def stopped() -> TaskStatus:
-        job.get_meta(refresh=True)  # this process's copy predates the run's progress
+        job.refresh()  # this process's copy predates the run: its start, worker and progress
         return describe(job, JobStatus.STOPPED, error=failure_message(job, JobStatus.STOPPED, None))
 
     report(job, stopped)
@@ -53,6 +55,7 @@ def on_stopped(job: Job, connection, *args, **kwargs) -> None:
 
 def on_work_horse_killed(job: Job, retpid: int, ret_val: int, rusage) -> None:
     """The process running a job died without a word (killed, out of memory): a worker option, not a job callback."""
+    job.refresh()  # this process's copy predates the run: its start, worker and progress
     ended_with_failure(job, f"Work-horse terminated unexpectedly; waitpid returned {ret_val}")
 
 
@@ -65,14 +68,22 @@ def ended_with_failure(job: Job, exc_string: str) -> None:
     # RQ keeps no result for a failure it retries; the history shows why the attempt failed.
     job.meta["last_error"] = error
     job.save_meta()
-    status = JobStatus.SCHEDULED if job.get_retry_interval() else JobStatus.QUEUED
-    report(job, lambda: describe(job, status, retries_left=job.retries_left - 1))
+    interval = job.get_retry_interval()
+    status = JobStatus.SCHEDULED if interval else JobStatus.QUEUED
+    # RQ schedules the retry this long from now, once this callback returns (Job.retry).
+    retry_at = timezone.now() + timedelta(seconds=interval)
+    scheduled_for = iso_utc(retry_at) if interval else None
+    report(
+        job,
+        lambda: describe(job, status, retries_left=job.retries_left - 1, scheduled_for=scheduled_for),
+        retry_at=retry_at,
+    )
 
 
-def report(job: Job, task: Callable[[], TaskStatus], traceback: str = "") -> None:
+def report(job: Job, task: Callable[[], TaskStatus], traceback: str = "", retry_at: datetime | None = None) -> None:
     """Send the status that `task` describes; log, never raise, and leave no database connection open."""
     try:
-        send_status_changed(job, task(), traceback)
+        send_status_changed(job, task(), traceback, retry_at)
     except Exception:
         logger.exception("job_id=%s: could not report its new status", job.id)
     finally:

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 from django.utils.text import Truncator
 from rq.exceptions import DeserializationError
@@ -22,7 +22,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from tasks_app.connections import QueueUnavailable, get_connection, redis_outage_as_unavailable
-from tasks_app.models import JobRecord
+from tasks_app.models import JobAttempt, JobRecord
 from tasks_app.signals import send_status_changed
 from tasks_app.status import FAILURE_STATUSES, TERMINAL_STATUSES, WAITING_STATUSES, TaskStatus, describe_job
 
@@ -33,15 +33,44 @@ RESULT_MAX_CHARS = 500
 BATCH = 500
 NEW_JOBS_MAX_BATCHES = 4
 ENDED_STATUSES = frozenset(TERMINAL_STATUSES | {JobRecord.Status.DELETED})
+# Statuses that end a run (canceled ends a job that waited, not a run).
+ATTEMPT_ENDS = frozenset(FAILURE_STATUSES | {JobStatus.FINISHED})
 # Ids of enqueued jobs whose row is not written yet.
 NEW_JOBS_KEY = "taskqueue:history:new"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def record_status_change(sender: Any, job: Job, task: TaskStatus, traceback: str = "", **kwargs: Any) -> None:
-    """Signal receiver: bring the job's history row up to date with its new status."""
+def record_status_change(
+    sender: Any, job: Job, task: TaskStatus, traceback: str = "", retry_at: datetime | None = None, **kwargs: Any
+) -> None:
+    """Signal receiver: bring the job's history row, and the attempt the event is about, up to date."""
     if not save_row(job.id, row_fields(job, task, traceback), creation_fields(job, existing_users([job]))):
         logger.debug("job_id=%s ignored a late %s event", job.id, task.task_status)
+    record_attempt(job, task, retry_at)
+
+
+def record_attempt(job: Job, task: TaskStatus, retry_at: datetime | None) -> None:
+    """Write the run a start or an end is about (one row per run); waiting and canceled runs have none."""
+    if retry_at is not None:  # a failed run that RQ retries: the event already counts the next attempt
+        number, outcome = task.attempt - 1, JobStatus.FAILED.value
+    elif task.task_status == JobStatus.STARTED or task.task_status in ATTEMPT_ENDS:
+        number, outcome = task.attempt, task.task_status
+    else:
+        return
+    if job.enqueued_at is None:
+        return
+    ended = outcome != JobStatus.STARTED
+    fields = {
+        "number": number,
+        "worker_name": job.worker_name or "",
+        "started_at": job.started_at,
+        "ended_at": end_of_run(job, job.started_at) if ended else None,
+        "outcome": outcome,
+        "error": (task.error or str((job.meta or {}).get("last_error", ""))) if outcome in FAILURE_STATUSES else "",
+        "retry_at": retry_at,
+        "event_order": event_order(job, outcome, number),
+    }
+    save_newest(JobAttempt, {"record_id": job.id, "enqueued_at": job.enqueued_at}, fields)
 
 
 def record_new_jobs() -> int:
@@ -167,19 +196,22 @@ def creation_fields(job: Job, known_users: set[int]) -> dict[str, Any]:
 
 
 def save_row(job_id: str, fields: dict[str, Any], created: dict[str, Any]) -> bool:
+    return save_newest(JobRecord, {"job_id": job_id}, {**fields, "updated_at": timezone.now()}, created)
+
+
+def save_newest(model: type[Model], key: dict[str, Any], fields: dict[str, Any], created: dict | None = None) -> bool:
     """Upsert the row unless it holds a later event (compared inside the UPDATE); return whether it was written."""
-    updated = {**fields, "updated_at": timezone.now()}
-    newer_or_same = JobRecord.objects.filter(job_id=job_id, event_order__lte=fields["event_order"])
-    if newer_or_same.update(**updated):
+    newer_or_same = model.objects.filter(**key, event_order__lte=fields["event_order"])
+    if newer_or_same.update(**fields):
         return True
-    if JobRecord.objects.filter(job_id=job_id).exists():
+    if model.objects.filter(**key).exists():
         return False
     try:
         with transaction.atomic():
-            JobRecord.objects.create(job_id=job_id, **fields, **created)
+            model.objects.create(**key, **fields, **(created or {}))
         return True
     except IntegrityError:  # another process created it meanwhile
-        return bool(newer_or_same.update(**updated))
+        return bool(newer_or_same.update(**fields))
 
 
 def sync_with_redis(job_ids: Iterable[str]) -> None:
@@ -213,8 +245,8 @@ def mark_deleted(job_ids: Iterable[str]) -> int:
 def prune_history(older_than_days: int) -> int:
     cutoff = timezone.now() - timedelta(days=older_than_days)
     old = Q(ended_at__lt=cutoff) | Q(ended_at__isnull=True, created_at__lt=cutoff)
-    deleted, _ = JobRecord.objects.filter(old, status__in=ENDED_STATUSES).delete()
-    return deleted
+    _, deleted = JobRecord.objects.filter(old, status__in=ENDED_STATUSES).delete()  # their attempts go too
+    return deleted.get("tasks_app.JobRecord", 0)
 
 
 def failure_traceback(job: Job) -> str:

@@ -4,19 +4,21 @@ import functools
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core import signing
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.utils.crypto import constant_time_compare
 from redis.exceptions import WatchError
 from rq import Callback, Queue, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation
-from rq.job import JobStatus
-from rq.registry import CanceledJobRegistry
+from rq.job import Job, JobStatus
+from rq.registry import CanceledJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from taskqueue_site.settings import parse_rate
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 TASK_TYPES = (0, 1, 2, 3)
 MAX_DELAY_SECONDS = 7 * 24 * 3600
+REQUEUE_BATCH = 500  # jobs read from Redis in one round trip by requeue_tasks
 # RQ calls these as each run of a job ends; the task itself reports its start.
 CALLBACKS = {
     "on_success": Callback("tasks_app.callbacks.on_success"),
@@ -231,29 +234,80 @@ stop_running_task = functools.partial(cancel_task, cancel=False)
 
 
 def requeue_task(task_id: str) -> str:
-    job = fetch_job(task_id)
+    return requeue_job(fetch_job(task_id))
+
+
+def requeue_job(job: Job, check_only: bool = False) -> str:
+    """Requeue a failed, stopped or canceled job that can run again (else TaskStateConflict); the one rule."""
     try:
         with redis_outage_as_unavailable():
             status = job.get_status(refresh=False).value
             if status not in REQUEUABLE_STATUSES:
-                message = f"Task {task_id} is {status}; only failed, stopped or canceled tasks can be requeued."
+                message = f"Task {job.id} is {status}; only failed, stopped or canceled tasks can be requeued."
                 raise TaskStateConflict(message, status)
             if (upload := thumbnails.upload_of(job)) and not default_storage.exists(upload):
                 # Its image went with it when it ended (thumbnails.discard_files_of_unfinished_job).
                 message = (
-                    f"Task {task_id} cannot run again: its image was deleted when it ended {status}. Upload it again."
+                    f"Task {job.id} cannot run again: its image was deleted when it ended {status}. Upload it again."
                 )
                 raise TaskStateConflict(message, status)
-            job.meta["progress"] = 0
-            job.save_meta()
+            if check_only:
+                return status
+            job.meta["progress"] = 0  # saved with the job by the registry's requeue
             if status == JobStatus.CANCELED:
                 registry = CanceledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)
             else:
                 registry = job.failed_job_registry
             registry.requeue(job)
     except InvalidJobOperation:
-        raise TaskStateConflict(f"Task {task_id} is no longer in the {status} registry.", status) from None
+        raise TaskStateConflict(f"Task {job.id} is no longer in the {status} registry.", status) from None
     logger.info("requeued job_id=%s", job.id)
+    send_status_changed(job, describe(job, JobStatus.QUEUED))
+    return JobStatus.QUEUED.value
+
+
+@dataclass
+class BulkRequeue:
+    """What requeue_tasks did, or would do: the ids requeued, (id, reason) for each refused, the ids gone."""
+
+    requeued: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def requeue_tasks(task_ids: list[str], check_only: bool = False) -> BulkRequeue:
+    """Requeue many jobs under requeue_job's rule, reading them from Redis a batch at a time."""
+    outcome = BulkRequeue()
+    for start in range(0, len(task_ids), REQUEUE_BATCH):
+        batch = task_ids[start : start + REQUEUE_BATCH]
+        with redis_outage_as_unavailable():
+            fetched = Job.fetch_many(batch, connection=get_connection(), serializer=JSONSerializer)
+        with transaction.atomic():  # the history rows of a batch in one commit
+            for task_id, job in zip(batch, fetched, strict=True):
+                if job is None:
+                    outcome.missing.append(task_id)
+                    continue
+                try:
+                    requeue_job(job, check_only)
+                    outcome.requeued.append(task_id)
+                except TaskStateConflict as exc:
+                    outcome.refused.append((task_id, str(exc)))
+    return outcome
+
+
+def run_scheduled_task(task_id: str) -> str:
+    """Move a scheduled job (a delayed one, or a retry waiting for its time) to the front of its queue now."""
+    job = fetch_job(task_id)
+    with redis_outage_as_unavailable():
+        status = job.get_status(refresh=False).value
+        if status != JobStatus.SCHEDULED:
+            raise TaskStateConflict(f"Task {task_id} is {status}; only a scheduled task can be run now.", status)
+        registry = ScheduledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)
+        try:
+            registry.requeue(job, at_front=True)
+        except InvalidJobOperation:  # the scheduler moved it to its queue since its status was read
+            raise TaskStateConflict(f"Task {task_id} has just been queued by the scheduler.", "queued") from None
+    logger.info("run now job_id=%s", job.id)
     send_status_changed(job, describe(job, JobStatus.QUEUED))
     return JobStatus.QUEUED.value
 

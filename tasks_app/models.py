@@ -68,6 +68,7 @@ class JobRecord(models.Model):
             ("stop_job", "Can stop running jobs"),
             ("delete_job", "Can delete jobs"),
             ("empty_queue", "Can empty a queue"),
+            ("run_job", "Can run scheduled jobs now"),
         )
 
     def __str__(self) -> str:
@@ -78,3 +79,31 @@ class JobRecord(models.Model):
         """Who submitted the job: the user, or 'anonymous' with the address."""
         who = self.submitter_username or "anonymous"
         return f"{who} ({self.submitter_ip})" if self.submitter_ip else who
+
+
+class JobAttempt(models.Model):
+    """One run of a job, from its start to its end: the timeline on a job's page (history.py writes it)."""
+
+    # Keyed by the job id, so that an event writes its attempt without first reading the job's row.
+    record = models.ForeignKey(
+        JobRecord, to_field="job_id", db_column="job_id", on_delete=models.CASCADE, related_name="attempts"
+    )
+    number = models.PositiveSmallIntegerField("attempt")
+    # A run is told apart by when it was enqueued: a requeued job runs again under the same number.
+    enqueued_at = models.DateTimeField("enqueued")
+    worker_name = models.CharField("worker", max_length=255, blank=True)
+    started_at = models.DateTimeField("started", null=True, blank=True)
+    ended_at = models.DateTimeField("ended", null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=JobRecord.Status.choices)
+    error = models.TextField(blank=True)
+    retry_at = models.DateTimeField("retry at", null=True, blank=True, help_text="When its retry was due.")
+    event_order = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "attempt"
+        ordering = ("enqueued_at",)
+        default_permissions = ()
+        constraints = (models.UniqueConstraint(fields=("record", "enqueued_at"), name="jobattempt_run"),)
+
+    def __str__(self) -> str:
+        return f"attempt {self.number}"  # the caption of its row in the job's timeline

@@ -11,11 +11,12 @@ CANCEL = "tasks_app.cancel_job"
 STOP = "tasks_app.stop_job"
 DELETE = "tasks_app.delete_job"
 EMPTY_QUEUE = "tasks_app.empty_queue"
+RUN = "tasks_app.run_job"  # its own: running early changes when work happens, not whether it happens again
 
 DASHBOARD = "django_rq.admin"  # django-rq's own permission: every page of its dashboard
 
 VIEWER_PERMISSIONS = ("tasks_app.view_jobrecord", DASHBOARD)
-OPERATOR_PERMISSIONS = (*VIEWER_PERMISSIONS, REQUEUE, CANCEL, STOP, DELETE, EMPTY_QUEUE)
+OPERATOR_PERMISSIONS = (*VIEWER_PERMISSIONS, REQUEUE, CANCEL, STOP, DELETE, EMPTY_QUEUE, RUN)
 
 # django-rq's pages that only read, by URL name (without its "django_rq_" prefix), ours included:
 # a viewer may open them. Any other page of django-rq needs an operator's permissions (admin.py).

@@ -24,6 +24,7 @@ DATABASE_TEST_FILES = {
     "test_history.py",
     "test_admin_monitoring.py",
     "test_admin_permissions.py",
+    "test_admin_timeline.py",
     "test_worker_pool.py",
     "test_admin.py",
 }
@@ -102,3 +103,21 @@ def client():
     from django.test import Client
 
     return Client(enforce_csrf_checks=True)
+
+
+@pytest.fixture
+def viewer():
+    """A signed-in staff client in the "Queue viewers" group."""
+    from tasks_app.permissions import VIEWERS_GROUP
+    from tests.support.accounts import staff
+
+    return staff("viewer", VIEWERS_GROUP)
+
+
+@pytest.fixture
+def operator():
+    """A signed-in staff client in the "Queue operators" group."""
+    from tasks_app.permissions import OPERATORS_GROUP
+    from tests.support.accounts import staff
+
+    return staff("operator", OPERATORS_GROUP)

@@ -26,6 +26,7 @@ from tasks_app.signals import send_status_changed
 from tasks_app.status import describe
 from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
 from tests.support import jobs as support_jobs
+from tests.support.accounts import staff
 from tests.support.workers import InProcessJSONWorker
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +42,7 @@ class Jobs:
     failed: str
     deferred: str
     started: str  # marked as running by a worker that is not there: a stop request reaches nobody
+    scheduled: str  # delayed by five minutes
     connection: Redis
 
 
@@ -58,32 +60,14 @@ def redis_jobs(real_redis, settings) -> Jobs:  # noqa: F811 - the imported fixtu
         started.prepare_for_execution("absent-worker", pipeline)
         pipeline.execute()
     send_status_changed(started, describe(started, "started"))
+    scheduled = jobs.enqueue_task(1, delay=300)
     history.record_new_jobs()  # as a worker does within a second
-    return Jobs(queued, failed, deferred, started.id, real_redis.connection)
-
-
-def staff(username: str, group: str | None = None) -> Client:
-    user = User.objects.create_user(username, password="x", is_staff=True)
-    if group:
-        user.groups.add(Group.objects.get(name=group))
-    client = Client()
-    client.force_login(user)
-    return client
+    return Jobs(queued, failed, deferred, started.id, scheduled, real_redis.connection)
 
 
 @pytest.fixture
 def anonymous() -> Client:
     return Client()
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return staff("viewer", VIEWERS_GROUP)
-
-
-@pytest.fixture
-def operator() -> Client:
-    return staff("operator", OPERATORS_GROUP)
 
 
 def redis_state(connection) -> dict[bytes, bytes]:
@@ -315,6 +299,7 @@ OUR_ACTIONS = [
     ("cancel_jobs", "cancel_job", "queued", "canceled"),
     ("delete_jobs", "delete_job", "failed", None),
     ("stop_jobs", "stop_job", "started", "started"),
+    ("run_now_jobs", "run_job", "scheduled", "queued"),
 ]
 
 
@@ -324,7 +309,12 @@ def run_action(client: Client, action: str, job_id: str, follow: bool = False) -
 
 
 def job_for(redis_jobs: Jobs, state: str) -> str:
-    return {"failed": redis_jobs.failed, "queued": redis_jobs.queued, "started": redis_jobs.started}[state]
+    return {
+        "failed": redis_jobs.failed,
+        "queued": redis_jobs.queued,
+        "started": redis_jobs.started,
+        "scheduled": redis_jobs.scheduled,
+    }[state]
 
 
 @pytest.mark.parametrize(("action", "permission", "state", "after"), OUR_ACTIONS)
@@ -363,6 +353,7 @@ def test_history_actions_work_for_operators(action, permission, state, after, op
         ("cancel_jobs", "started", "is running; stop it instead of canceling it"),
         ("stop_jobs", "queued", "is queued, not running; there is nothing to stop"),
         ("delete_jobs", "started", "is running; stop it before deleting it"),
+        ("run_now_jobs", "queued", "only a scheduled task can be run now"),
     ],
 )
 def test_history_actions_say_which_rows_they_left_alone_and_why(action, state, refusal, operator, redis_jobs):
@@ -419,7 +410,7 @@ def test_the_groups_exist_after_migrate_with_their_permissions():
     viewers = set(Group.objects.get(name=VIEWERS_GROUP).permissions.values_list("codename", flat=True))
     operators = set(Group.objects.get(name=OPERATORS_GROUP).permissions.values_list("codename", flat=True))
     assert viewers == {"view_jobrecord", "admin"}
-    assert operators == viewers | {"requeue_job", "cancel_job", "stop_job", "delete_job", "empty_queue"}
+    assert operators == viewers | {"requeue_job", "cancel_job", "stop_job", "delete_job", "empty_queue", "run_job"}
 
 
 def test_queue_account_makes_operators_and_viewers(monkeypatch, capsys):

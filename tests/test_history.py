@@ -9,10 +9,11 @@ from django.test import Client
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from tasks_app import connections, history, jobs
-from tasks_app.models import JobRecord
+from tasks_app.models import JobAttempt, JobRecord
 from tasks_app.signals import send_status_changed
 from tasks_app.status import describe
 from tasks_app.templatetags.tasks_admin import duration
@@ -195,6 +196,58 @@ def test_the_worker_brings_the_row_to_finished(fake_redis, settings):
     assert record.duration == record.ended_at - record.started_at
 
 
+def attempts(job_id: str) -> list[tuple]:
+    return list(
+        JobAttempt.objects.filter(record_id=job_id).values_list("number", "outcome", "error", "retry_at", "worker_name")
+    )
+
+
+def test_each_attempt_of_a_retried_job_is_recorded_with_its_outcome(fake_redis, policy):
+    policy(max_retries=1, intervals=[0])
+    task_id = jobs.enqueue_call(support_jobs.flaky, ("runs", 1), kind="sleep", description="flaky")
+    before = timezone.now()
+    run_worker(fake_redis)
+    assert row(task_id).status == "finished"
+    [first, second] = JobAttempt.objects.filter(record_id=task_id)
+    assert (first.number, first.outcome, first.error) == (1, "failed", "ConnectionError: transient failure 1 of 1")
+    assert before <= first.retry_at <= second.started_at  # retried at once
+    assert (second.number, second.outcome, second.error, second.retry_at) == (2, "finished", "", None)
+    for attempt in (first, second):
+        assert attempt.worker_name and attempt.enqueued_at <= attempt.started_at <= attempt.ended_at
+    assert first.ended_at <= second.enqueued_at
+
+
+def test_an_attempt_waiting_for_its_retry_says_when_it_is_due(fake_redis, policy):
+    policy(max_retries=1, intervals=[60])
+    task_id = jobs.enqueue_call(support_jobs.explode, ("flaky",), kind="sleep", description="explode")
+    run_worker(fake_redis)
+    [(number, outcome, error, retry_at, _)] = attempts(task_id)
+    assert (number, outcome, error) == (1, "failed", "ValueError: flaky")
+    scheduled = ScheduledJobRegistry("default", connection=fake_redis).get_scheduled_time(task_id)
+    assert abs((retry_at - scheduled).total_seconds()) < 1  # RQ's own time for the retry
+
+
+def test_a_late_start_event_does_not_reopen_an_ended_attempt(fake_redis, settings):
+    settings.TASK_UNIT_SECONDS = 0.01
+    task_id = jobs.enqueue_task(0)
+    run_worker(fake_redis)
+    job = fetch(fake_redis, task_id)
+    send(job, "started")
+    [(number, outcome, *_)] = attempts(task_id)
+    assert (number, outcome) == (1, "finished")
+    assert row(task_id).status == "finished"
+
+
+def test_a_requeued_job_runs_again_as_a_new_attempt_and_waiting_writes_none(fake_redis, policy):
+    policy(max_retries=0)
+    task_id = jobs.enqueue_call(support_jobs.explode, ("boom",), kind="sleep", description="explode")
+    run_worker(fake_redis)
+    jobs.requeue_task(task_id)
+    assert len(attempts(task_id)) == 1  # a queued job has not run again yet
+    run_worker(fake_redis)
+    assert [outcome for _, outcome, *_ in attempts(task_id)] == ["failed", "failed"]
+
+
 def test_a_failure_is_recorded_with_its_message_and_traceback(fake_redis, policy):
     policy(max_retries=0)
     task_id = jobs.enqueue_call(support_jobs.explode, ("no space left",), kind="sleep", description="explode")
@@ -344,16 +397,17 @@ def test_waiting_rows_of_jobs_gone_without_a_signal_are_marked_deleted(fake_redi
 # --- Pruning --------------------------------------------------------------------------------------
 
 
-def make_row(job_id: str, status: str, age_days: float, ended: bool = True) -> None:
+def make_row(job_id: str, status: str, age_days: float, ended: bool = True) -> JobRecord:
     moment = timezone.now() - timedelta(days=age_days)
-    JobRecord.objects.create(
+    return JobRecord.objects.create(
         job_id=job_id, status=status, queue="default", created_at=moment, ended_at=moment if ended else None
     )
 
 
 def test_prune_deletes_ended_jobs_older_than_the_retention(settings, capsys):
     settings.TASK_HISTORY_RETENTION_DAYS = 30
-    make_row("old-finished", "finished", 31)
+    old = make_row("old-finished", "finished", 31)
+    JobAttempt.objects.create(record=old, number=1, enqueued_at=old.created_at, outcome="finished")
     make_row("old-failed", "failed", 45)
     make_row("old-canceled-without-end", "canceled", 40, ended=False)
     make_row("recent-finished", "finished", 29)
@@ -362,6 +416,7 @@ def test_prune_deletes_ended_jobs_older_than_the_retention(settings, capsys):
     call_command("prune_job_history")
     assert "Deleted 3 job history rows older than 30 days." in capsys.readouterr().out
     assert set(JobRecord.objects.values_list("job_id", flat=True)) == {"recent-finished", "old-but-still-queued"}
+    assert not JobAttempt.objects.exists()  # went with its job
 
     call_command("prune_job_history", "--days", "7")
     assert set(JobRecord.objects.values_list("job_id", flat=True)) == {"old-but-still-queued"}

@@ -50,6 +50,8 @@ def live_refresh(context: template.Context) -> str:
     name = match.url_name if match else None
     if name not in LIVE_PAGES and (name or "").removeprefix("django_rq_") not in READ_ONLY_PAGES:
         return ""
+    if request.method != "GET":  # an action's confirmation, answering a POST at the list's address
+        return ""
     return format_html('<script type="module" src="{}"></script>', static("tasks_app/admin-live.js"))
 
 

@@ -6,8 +6,10 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from tasks_app import jobs
+from tasks_app import history, jobs
+from tasks_app.models import JobRecord
 from tests.integration.conftest import real_redis, redis_port, start_worker  # noqa: F401 - fixtures
+from tests.support import jobs as support_jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -107,3 +109,28 @@ def test_a_selection_holds_the_refresh_so_it_is_not_lost(live_server_url, staff_
     expect(staff_page.locator(".live-refresh-status")).to_contain_text("Waiting", timeout=10_000)
     expect(staff_page.locator("#searchbar")).to_have_value("half-typed")
     expect(history_status(staff_page, job_id)).to_have_count(0)
+
+
+def test_a_jobs_page_shows_its_timeline_as_the_attempts_happen(
+    live_server_url,
+    staff_page,
+    start_worker,  # noqa: F811
+    settings,
+):
+    settings.TASK_POLICIES = {"sleep": {"timeout": 60, "max_retries": 1, "retry_intervals": [0]}}
+    job_id = jobs.enqueue_call(support_jobs.flaky, ("runs", 1), kind="sleep", description="flaky")
+    history.record_new_jobs()
+    page = open_tab(staff_page, f"{live_server_url}{HISTORY}{JobRecord.objects.get(job_id=job_id).pk}/change/")
+    timeline = page.locator("#attempts-group")
+    expect(timeline).to_contain_text("Timeline: every attempt")
+    expect(page.locator(".field-now")).to_contain_text("queued")
+
+    start_worker()
+
+    attempts = timeline.locator("tbody tr.has_original")
+    expect(attempts).to_have_count(2, timeout=20_000)
+    expect(attempts.nth(0).locator(".field-outcome")).to_have_text("Failed")
+    expect(attempts.nth(0).locator(".field-error")).to_have_text("ConnectionError: transient failure 1 of 1")
+    expect(attempts.nth(1).locator(".field-outcome")).to_have_text("Finished")
+    expect(attempts.nth(1).locator(".field-number")).to_have_text("2")
+    assert page.evaluate("window.neverReloaded") is True

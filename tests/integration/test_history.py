@@ -1,15 +1,23 @@
 """The job history row follows each job through real workers: finished, failed, canceled, stopped, killed."""
 
+import os
+import re
+import signal
 import time
+from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from tasks_app import history, jobs, status
-from tasks_app.models import JobRecord
+from tasks_app.admin import exact_time
+from tasks_app.models import JobAttempt, JobRecord
 from tests.support import jobs as support_jobs
-from tests.support.processes import kill_tree, wait_until
+from tests.support.processes import descendants, kill_tree, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -155,3 +163,87 @@ def test_killed_worker_job_is_retried_when_its_policy_allows(real_redis, start_w
     assert status.get_task_status(job_id).attempt == 2
     jobs.cancel_task(job_id)  # stop the long second attempt before its worker is stopped
     row_becomes(job_id, "stopped")
+    first, second = JobAttempt.objects.filter(record_id=job_id)  # the timeline: the dead worker's run, then this one
+    assert (first.number, first.outcome, first.worker_name) == (1, "failed", dead_worker)
+    assert first.error.startswith(f"Worker died: {dead_worker} ") and first.retry_at is not None
+    assert (second.number, second.outcome, second.worker_name) == (2, "stopped", running.worker_name)
+
+
+# --- The timeline and the job's page, with real workers ---------------------------------------------
+
+
+@pytest.fixture
+def admin_client() -> Client:
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", password="x"))
+    return client
+
+
+def job_page(client: Client, job_id: str) -> str:
+    return client.get(f"/admin/tasks_app/jobrecord/{row(job_id).pk}/change/").content.decode()
+
+
+def test_a_job_that_fails_then_finishes_has_both_attempts(real_redis, start_worker, settings):
+    policy(settings, max_retries=1, intervals=[0])
+    job_id = jobs.enqueue_call(support_jobs.flaky, ("runs", 1), kind="sleep", description="flaky")
+    assert start_worker().wait(timeout=30) == 0
+    row_becomes(job_id, "finished")
+    first, second = JobAttempt.objects.filter(record_id=job_id)
+    assert (first.number, first.outcome, first.error) == (1, "failed", "ConnectionError: transient failure 1 of 1")
+    assert (second.number, second.outcome, second.error) == (2, "finished", "")
+    assert first.worker_name and first.worker_name == second.worker_name
+    assert first.started_at < first.ended_at <= first.retry_at <= second.enqueued_at < second.started_at
+
+
+def test_the_job_page_shows_the_next_retry(real_redis, start_worker, settings, admin_client):
+    policy(settings, max_retries=1, intervals=[600])
+    job_id = jobs.enqueue_call(support_jobs.explode, ("flaky",), kind="sleep", description="explode")
+    assert start_worker().wait(timeout=30) == 0
+    row_becomes(job_id, "scheduled")
+    due = ScheduledJobRegistry("default", connection=real_redis.connection).get_scheduled_time(job_id)
+    page = job_page(admin_client, job_id)
+    assert f"next retry at {exact_time(due)}" in page and "ValueError: flaky" in page
+
+
+def test_the_job_page_shows_a_running_jobs_progress(real_redis, start_worker, admin_client):
+    start_worker(burst=False, unit_seconds=10)
+    job_id = jobs.enqueue_task(3)
+    row_becomes(job_id, "started")
+
+    def progress_shown() -> int:
+        found = re.search(
+            r'<progress class="job-progress" max="100" value="(\d+)"></progress> \1% done',
+            job_page(admin_client, job_id),
+        )
+        return int(found[1]) if found else 0
+
+    assert 0 < wait_until(progress_shown, 20, "the job page to show progress") < 100
+    jobs.cancel_task(job_id)
+    row_becomes(job_id, "stopped")
+
+
+def test_run_now_runs_a_scheduled_job_at_once(real_redis, start_worker, admin_client):
+    job_id = jobs.enqueue_task(0, delay=3600)
+    history.record_new_jobs()
+    start_worker(burst=False)
+    form = {"action": "run_now_jobs", "index": 0, "_selected_action": [row(job_id).pk]}
+    assert admin_client.post("/admin/tasks_app/jobrecord/", form).status_code == 302
+    done = row_becomes(job_id, "finished")
+    [attempt] = JobAttempt.objects.filter(record_id=job_id)
+    assert attempt.outcome == "finished" and attempt.worker_name == done.worker_name
+
+
+def test_a_killed_work_horse_ends_its_attempt_with_the_run_it_had(real_redis, start_worker, settings):
+    policy(settings, max_retries=0)
+    worker = start_worker(burst=False, unit_seconds=30)
+    job_id = jobs.enqueue_task(3)
+    started = row_becomes(job_id, "started")
+    for pid in descendants(worker.pid):  # the work horse; its worker lives on and reports the death
+        os.kill(pid, signal.SIGKILL)
+    failed = row_becomes(job_id, "failed")
+    assert failed.error == "Worker died: the process running this job was killed."
+    [attempt] = JobAttempt.objects.filter(record_id=job_id)
+    assert (attempt.outcome, attempt.error) == ("failed", failed.error)
+    assert attempt.worker_name == started.worker_name
+    # RQ stamps a run's start twice, a few milliseconds apart (as it is prepared, then performed).
+    assert abs(attempt.started_at - started.started_at) < timedelta(seconds=1)

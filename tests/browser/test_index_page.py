@@ -20,7 +20,7 @@ def test_short_task_row_reaches_finished_once(live_server_url, page, start_worke
     expect(row.locator('[data-field="status"]')).to_have_text("started", timeout=10_000)
     expect(row.locator('[data-field="percent"]')).not_to_have_text("0%")  # the bar moves while it runs
     expect(row.locator('[data-field="status"]')).to_have_text("finished", timeout=10_000)
-    expect(row.locator('[data-field="result"]')).to_have_text("true")
+    expect(row.locator('[data-field="result"]')).to_have_text("done")
     expect(row.locator("progress")).to_have_attribute("value", "100")
     # Polls kept running for several seconds: still one row, never one per poll.
     page.wait_for_timeout(1500)
@@ -97,7 +97,7 @@ def test_rows_follow_pushed_events_alone_and_cancel_works(live_server_url, page,
     expect(long_row.locator('[data-field="status"]')).to_have_text("canceled")
     expect(long_row.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(short_row.locator('[data-field="status"]')).to_have_text("finished", timeout=15_000)
-    expect(short_row.locator('[data-field="result"]')).to_have_text("true")
+    expect(short_row.locator('[data-field="result"]')).to_have_text("done")
     assert polls == []
 
 

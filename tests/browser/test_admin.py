@@ -198,6 +198,9 @@ def test_at_390_px_the_history_filters_come_before_the_rows(live_server_url, bro
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     failed.click()
     expect(page.locator("#result_list tbody tr")).to_have_count(5)
+    assert table_fits(page)  # each row a card: the error on its own line, not off to the right
+    box = page.locator("#result_list tbody tr td.field-outcome").first.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390
     page.context.close()
 
 

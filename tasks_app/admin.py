@@ -3,6 +3,7 @@ permissions (permissions.py): looking needs staff, every change to a job or a qu
 
 import contextlib
 import ipaddress
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -14,6 +15,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, re_path, reverse
 from django.utils import timezone
@@ -47,6 +49,12 @@ ACTIONS = {
     "delete_jobs": ("Delete", permissions.DELETE, set(JobRecord.Status.values) - {"started"}),
     "run_now_jobs": ("Run now", permissions.RUN, {"scheduled"}),
     "retry_failed_jobs": ("Retry all failed", permissions.REQUEUE, set()),  # the list's own button
+}
+# The actions that interrupt or destroy work ask first, on a page saying what will happen.
+CONFIRMED_ACTIONS = {
+    "cancel_jobs": ("canceled", "they will not run."),
+    "stop_jobs": ("stopped", "their workers end the running work, which will not finish."),
+    "delete_jobs": ("deleted", "from Redis and from the history. This cannot be undone."),
 }
 # Per-row messages after an action; beyond this many, the rest are summed up in one line.
 MAX_ROW_MESSAGES = 20
@@ -88,20 +96,46 @@ class JobAttemptInline(admin.TabularInline):
     retry = exact_time_field("retry_at", "retry due")
 
 
+def task_name(function: str) -> str:
+    """A task's name for people: 'tasks_app.tasks.make_thumbnails' -> 'make thumbnails'."""
+    return function.rsplit(".", 1)[-1].replace("_", " ")
+
+
+class TaskNameFilter(admin.AllValuesFieldListFilter):
+    """Django's filter by distinct task, each named as task_name() does, not by its dotted path."""
+
+    def choices(self, changelist):
+        for choice in super().choices(changelist):
+            yield {**choice, "display": task_name(str(choice["display"]))}
+
+
+def readable_result(result: str) -> str:
+    """A finished job's stored JSON result, as people read it: a thumbnail, an address, "done"."""
+    try:
+        value = json.loads(result)
+    except ValueError:  # shortened when stored, or not JSON at all
+        return format_html('<span title="{}">{}</span>', result, Truncator(result).chars(60))
+    if isinstance(value, dict) and value.get("thumbnails"):
+        by_size = sorted(value["thumbnails"], key=lambda thumbnail: thumbnail.get("size", 0))
+        return format_html(
+            '<a href="{}"><img class="job-thumbnail" src="{}" alt="thumbnail, {} by {} pixels"></a>',
+            by_size[-1].get("url", ""),
+            by_size[0].get("url", ""),
+            by_size[0].get("width", "?"),
+            by_size[0].get("height", "?"),
+        )
+    if isinstance(value, dict) and value.get("email"):
+        return format_html("sent to {}", value["email"])
+    if value is True or value is None:
+        return "done"
+    return format_html('<span title="{}">{}</span>', result, Truncator(result).chars(60))
+
+
 @admin.register(JobRecord)
 class JobRecordAdmin(admin.ModelAdmin):
-    list_display = (
-        "job",
-        "status_display",
-        "queue",
-        "task",
-        "submitted",
-        "duration_display",
-        "outcome",
-        "worker_short",
-        "submitter_display",
-    )
-    list_filter = ("status", "queue", "task_type", "function", ("created_at", DateFieldListFilter))
+    # What an operator scans for fits 1280 px; worker and submitter are on each job's page.
+    list_display = ("job", "status_display", "task", "submitted", "duration_display", "outcome")
+    list_filter = ("status", "queue", "task_type", ("function", TaskNameFilter), ("created_at", DateFieldListFilter))
     search_fields = ("^job_id", "submitter_username", "function")
     search_help_text = "A job id (or its beginning), the submitter's user name or IP address, or a task name."
     date_hierarchy = "created_at"
@@ -184,27 +218,26 @@ class JobRecordAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_display(self, obj: JobRecord) -> str:
-        attempt = f" · attempt {obj.attempt}/{obj.max_attempts}" if obj.max_attempts > 1 else ""
-        return format_html('<span class="job-status job-status-{}">{}</span>{}', obj.status, obj.status, attempt)
+        attempt = format_html('<span class="job-attempt">attempt {}/{}</span>', obj.attempt, obj.max_attempts)
+        status = format_html('<span class="job-status job-status-{}">{}</span>', obj.status, obj.status)
+        return status + attempt if obj.max_attempts > 1 else status
 
     @admin.display(description="task", ordering="function")
     def task(self, obj: JobRecord) -> str:
-        short = obj.function.rsplit(".", 1)[-1]
-        label = f"{obj.kind} · type {obj.task_type}" if obj.kind and obj.task_type is not None else short
-        return format_html('<span title="{}">{}</span>', obj.function, label)
+        label = obj.get_task_type_display() if obj.task_type is not None else task_name(obj.function)
+        return format_html(
+            '<span title="{}">{}</span> <span class="job-queue">{}</span>', obj.function, label, obj.queue
+        )
 
-    @admin.display(description="submitted", ordering="created_at")
+    @admin.display(description="when", ordering="created_at")
     def submitted(self, obj: JobRecord) -> str:
-        return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S")
+        local = timezone.localtime(obj.created_at)
+        return format_html('{} <span class="job-time">{}</span>', f"{local:%Y-%m-%d}", f"{local:%H:%M:%S}")
 
     submitted_at = exact_time_field("created_at", "submitted")
     enqueued = exact_time_field("enqueued_at", "enqueued")
     started = exact_time_field("started_at", "started")
     ended = exact_time_field("ended_at", "ended")
-
-    @admin.display(description="worker", ordering="worker_name")
-    def worker_short(self, obj: JobRecord) -> str:
-        return format_html('<span title="{}">{}</span>', obj.worker_name, obj.worker_name[:8])
 
     @admin.display(description="duration", ordering="duration")
     def duration_display(self, obj: JobRecord) -> str:
@@ -217,7 +250,7 @@ class JobRecordAdmin(admin.ModelAdmin):
     @admin.display(description="result or error")
     def outcome(self, obj: JobRecord) -> str:
         if obj.status == JobRecord.Status.FINISHED:
-            return format_html('<span title="{}">{}</span>', obj.result, Truncator(obj.result).chars(60))
+            return readable_result(obj.result)
         if obj.status == JobRecord.Status.DELETED:
             return "removed from Redis before it ended"
         if not obj.error:
@@ -226,7 +259,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         prefix = "" if ended else "last attempt: "
         css = "job-error" if ended else "job-previous-error"
         return format_html(
-            '<span class="{}" title="{}">{}{}</span>', css, obj.error, prefix, Truncator(obj.error).chars(60)
+            '<span class="{}" title="{}">{}{}</span>', css, obj.error, prefix, Truncator(obj.error).chars(200)
         )
 
     @admin.display(description="submitted by", ordering="submitter_username")
@@ -342,8 +375,9 @@ class JobRecordAdmin(admin.ModelAdmin):
             rows.delete()
             return "deleted"
 
-        self.apply(request, queryset, delete, "deleted", log_change=False)  # logged as a deletion
-        return None  # back to the list: the job's own page, where the button was, is gone
+        response = self.apply(request, queryset, delete, "deleted", log_change=False)  # logged as a deletion
+        # The question, or back to the list: the job's own page, where the button was, is gone.
+        return response if isinstance(response, TemplateResponse) else None
 
     def apply(
         self,
@@ -364,6 +398,9 @@ class JobRecordAdmin(admin.ModelAdmin):
                 "Nothing was done: narrow the list with its filters, then select again.",
             )
             return None
+        action = request.POST.get("action", "")
+        if action in CONFIRMED_ACTIONS and request.POST.get("post") != "yes":
+            return self.confirm(request, queryset, action)
         rows: list[tuple[int, str]] = []
         for record in queryset.only("pk", "job_id"):
             try:
@@ -388,6 +425,24 @@ class JobRecordAdmin(admin.ModelAdmin):
             succeeded = sum(level == messages.SUCCESS for level, _ in hidden)
             messages.info(request, f"… and {len(hidden)} more jobs ({succeeded} done, {len(hidden) - succeeded} not).")
         return redirect_to_next(request)
+
+    def confirm(self, request: HttpRequest, queryset: QuerySet, action: str) -> HttpResponse:
+        """The page that asks before an action runs; it posts the same selection back with post=yes."""
+        label, _, statuses = ACTIONS[action]
+        records = list(queryset.only("pk", "job_id", "status", "function", "task_type", "queue"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{label} {len(records)} job{pluralize(len(records))}?",
+            "opts": self.opts,
+            "action": action,
+            "label": label,
+            "done": CONFIRMED_ACTIONS[action][0],
+            "consequence": CONFIRMED_ACTIONS[action][1],
+            "records": [(record, self.task(record), record.status in statuses) for record in records],
+            "applies": sum(record.status in statuses for record in records),
+            "next": request.POST.get("next", ""),
+        }
+        return TemplateResponse(request, "admin/tasks_app/jobrecord/confirm_action.html", context)
 
 
 def report_refused(request: HttpRequest, outcome: jobs.BulkRequeue) -> None:

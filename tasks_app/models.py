@@ -19,11 +19,19 @@ class JobRecord(models.Model):
         CANCELED = "canceled"
         DELETED = "deleted"
 
+    class TaskType(models.IntegerChoices):
+        # The sleep tasks' types (POST /tasks type=0..3); thumbnails and emails have none.
+        INSTANT = 0, "instant sleep"
+        SHORT = 1, "short sleep"
+        MEDIUM = 2, "medium sleep"
+        LONG = 3, "long sleep"
+        __empty__ = "thumbnails or email"
+
     job_id = models.CharField("job id", max_length=64, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
     queue = models.CharField(max_length=64, db_index=True)
     kind = models.CharField(max_length=64, blank=True, help_text="The task policy it runs under (TASK_POLICIES).")
-    task_type = models.PositiveSmallIntegerField("type", null=True, blank=True, db_index=True)
+    task_type = models.PositiveSmallIntegerField("type", choices=TaskType, null=True, blank=True, db_index=True)
     function = models.CharField("task", max_length=255, blank=True, db_index=True)
     description = models.CharField(max_length=255, blank=True)
 
@@ -57,7 +65,7 @@ class JobRecord(models.Model):
 
     class Meta:
         verbose_name = "job"
-        verbose_name_plural = "job history"
+        verbose_name_plural = "jobs"
         ordering = ("-created_at", "-id")
         indexes = (models.Index(fields=("status", "ended_at"), name="jobrecord_status_ended"),)
         # Viewing is Django's view permission; every action that changes a job has its own.

@@ -2,6 +2,7 @@
 the live refresh module, and django-rq's JSON stats and Prometheus metrics behind a header token."""
 
 import html
+import json
 import re
 from datetime import timedelta
 
@@ -62,6 +63,42 @@ def test_history_lists_newest_first_with_readable_durations(admin_client_):
     assert "3 min 4 s" in page
     assert "ValueError: boom" in page
     assert 'class="job-status job-status-failed"' in page
+
+
+def test_history_shows_results_as_people_read_them(admin_client_):
+    thumbnails = [{"size": size, "url": f"/media/t-{size}.png", "width": size, "height": size} for size in (256, 128)]
+    add_row(
+        "thumbs",
+        "finished",
+        function="tasks_app.tasks.make_thumbnails",
+        task_type=None,
+        result=json.dumps({"original": {"width": 800, "height": 800}, "thumbnails": thumbnails}),
+    )
+    add_row(
+        "mail",
+        "finished",
+        function="tasks_app.tasks.send_confirmation_email",
+        task_type=None,
+        result=json.dumps({"email": "olga@example.com", "sent_at": "2026-12-06T04:59:28Z"}),
+    )
+    add_row("sleep", "finished", result="true")
+    add_row("cut", "finished", result='{"a": "' + "x" * 100 + "…")  # shortened when stored: shown as it is
+    page = admin_client_.get(HISTORY).content.decode()
+    assert '<a href="/media/t-256.png"><img class="job-thumbnail" src="/media/t-128.png"' in page
+    assert "sent to olga@example.com" in page and "sent_at" not in page
+    assert '<td class="field-outcome">done</td>' in page
+    assert "{&quot;a&quot;: &quot;xxx" in page
+    assert "short sleep" in page and "make thumbnails" in page  # not "sleep · type 1", not a dotted path
+    assert "4 jobs" in page and "job history" not in page.split("<h1>", 1)[1]
+
+
+def test_history_filters_have_readable_names(admin_client_):
+    add_row("a", "finished", task_type=0)
+    add_row("b", "failed", function="tests.support.jobs.explode", task_type=None)
+    filters = admin_client_.get(HISTORY).content.decode().split('id="changelist-filter"')[1]
+    for label in ("instant sleep", "long sleep", "thumbnails or email", ">sleep task<", ">explode<"):
+        assert label in filters
+    assert ">tasks_app.tasks.sleep_task<" not in filters and ">0<" not in filters and ">-<" not in filters
 
 
 @pytest.mark.parametrize(

@@ -303,9 +303,10 @@ OUR_ACTIONS = [
 ]
 
 
-def run_action(client: Client, action: str, job_id: str, follow: bool = False) -> HttpResponse:
+def run_action(client: Client, action: str, job_id: str, follow: bool = False, confirmed: bool = True) -> HttpResponse:
     pk = JobRecord.objects.get(job_id=job_id).pk
-    return client.post(HISTORY, {"action": action, "index": 0, "_selected_action": [pk]}, follow=follow)
+    form = {"action": action, "index": 0, "_selected_action": [pk], **({"post": "yes"} if confirmed else {})}
+    return client.post(HISTORY, form, follow=follow)
 
 
 def job_for(redis_jobs: Jobs, state: str) -> str:
@@ -341,6 +342,7 @@ def test_history_actions_work_for_operators(action, permission, state, after, op
         assert JobRecord.objects.get(job_id=job_id).status == after
     [message] = [str(m) for m in response.context["messages"]]
     assert message.startswith(job_id)
+    assert f'class="success">{job_id}: ' in response.content.decode()  # as it is: not capitalised
     [entry] = LogEntry.objects.filter(object_repr=job_id)  # the audit trail: who did what
     assert entry.user.username == "operator"
     assert entry.is_deletion() if after is None else entry.get_change_message().endswith("from the admin.")
@@ -364,6 +366,47 @@ def test_history_actions_say_which_rows_they_left_alone_and_why(action, state, r
     assert JobRecord.objects.get(job_id=job_id).status == state
 
 
+@pytest.mark.parametrize(
+    ("action", "state", "what", "after"),
+    [
+        ("cancel_jobs", "queued", "canceled", "canceled"),
+        ("stop_jobs", "started", "stopped", "started"),  # its worker is absent: the request reaches nobody
+        ("delete_jobs", "failed", "deleted", None),
+    ],
+)
+def test_destructive_history_actions_ask_first_and_do_nothing_until_confirmed(
+    action, state, what, after, operator, redis_jobs
+):
+    job_id = job_for(redis_jobs, state)
+    other = redis_jobs.started if state != "started" else redis_jobs.queued  # not in a state the action takes
+    pks = list(JobRecord.objects.filter(job_id__in=[job_id, other]).values_list("pk", flat=True))
+    form = {"action": action, "index": 0, "_selected_action": pks}
+    page = without_change(redis_jobs, lambda: operator.post(HISTORY, form))
+    assert page.status_code == 200 and JobRecord.objects.get(job_id=job_id).status == state
+    html = page.content.decode()
+    assert "1 of the 2 selected jobs will be " + what in html and job_id in html and "left alone" in html
+    assert 'name="post" value="yes"' in html and "admin-live.js" not in html  # a question never refreshes
+    assert not LogEntry.objects.exists()
+
+    response = operator.post(HISTORY, {**form, "post": "yes"}, follow=True)
+    assert response.status_code == 200 and status(redis_jobs.connection, job_id) == after
+    assert any(str(message).startswith(f"{job_id}: ") for message in response.context["messages"])
+
+
+def test_a_requeue_needs_no_confirmation(operator, redis_jobs):
+    response = run_action(operator, "requeue_jobs", redis_jobs.failed, confirmed=False)
+    assert response.status_code == 302 and status(redis_jobs.connection, redis_jobs.failed) == "queued"
+
+
+def test_django_rq_buttons_are_hidden_from_whoever_lacks_their_permission(viewer, operator, redis_jobs):
+    """admin.css hides django-rq's buttons by these body classes (the browser test checks what shows)."""
+    missing = ("may-not-requeue", "may-not-delete", "may-not-stop", "may-not-empty", "may-not-act")
+    viewer_page = viewer.get(f"{DASHBOARD}/queues/{DEFAULT}/failed/").content.decode()
+    operator_page = operator.get(f"{DASHBOARD}/queues/{DEFAULT}/failed/").content.decode()
+    assert all(name in viewer_page for name in missing)
+    assert not any(name in operator_page for name in missing)
+
+
 def test_an_action_on_too_many_rows_does_nothing_and_says_why(operator, redis_jobs, monkeypatch):
     from tasks_app import admin as tasks_admin
 
@@ -378,7 +421,7 @@ def test_an_action_on_too_many_rows_does_nothing_and_says_why(operator, redis_jo
 
 def test_deleting_from_a_jobs_page_goes_back_to_the_list(operator, redis_jobs):
     record = JobRecord.objects.get(job_id=redis_jobs.failed)
-    form = {"action": "delete_jobs", "index": 0, "_selected_action": [record.pk]}
+    form = {"action": "delete_jobs", "index": 0, "_selected_action": [record.pk], "post": "yes"}
     response = operator.post(HISTORY, {**form, "next": f"{HISTORY}{record.pk}/change/"})
     assert response.status_code == 302 and response["Location"] == HISTORY
     assert not JobRecord.objects.filter(job_id=redis_jobs.failed).exists()

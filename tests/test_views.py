@@ -499,7 +499,9 @@ def test_job_page_stops_refreshing_once_finished(fake_redis):
     html = Client().get(f"/jobs/{task_id}").content.decode()
     assert 'id="job-status">finished<' in html
     assert "http-equiv" not in html
-    assert "<code>true</code>" in html
+    assert re.search(r"<dt>Result</dt><dd>\s*done\s*</dd>", html)  # not the raw JSON "true"
+    ended = re.search(r'<dt>Ended</dt><dd><time datetime="([^"]+)">(\d+ \w{3} \d{4}, \d\d:\d\d:\d\d) UTC</time>', html)
+    assert ended and ended[1].endswith("Z")  # the ISO value for the browser, a human time without it
 
 
 def test_json_errors_for_api_paths_when_debug_is_off(settings, fake_redis):

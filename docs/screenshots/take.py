@@ -133,6 +133,17 @@ def photograph(base_url: str) -> None:
         page.locator("#result_list tbody tr th a, #result_list tbody tr td.field-job a").first.click()
         page.wait_for_selector(".job-traceback")
         page.screenshot(path=str(HERE / "job-detail.png"), full_page=True)
+        # What Delete asks before it deletes the failed jobs (nothing is deleted: the page is left).
+        page.goto(base_url + "/admin/tasks_app/jobrecord/?status__exact=failed")
+        page.locator("#action-toggle").check()
+        page.select_option("select[name=action]", "delete_jobs")
+        page.get_by_role("button", name="Go").click()
+        page.wait_for_selector("#confirm-action")
+        page.screenshot(path=str(HERE / "job-confirm.png"))
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(base_url + "/admin/tasks_app/jobrecord/")
+        page.wait_for_selector("#live-refresh")
+        page.screenshot(path=str(HERE / "job-history-phone.png"))
         browser.close()
 
 

@@ -150,8 +150,10 @@ async function refresh() {
       showStatus("Waiting: you have a selection or unsaved input");
       return;
     }
+    const folded = disclosureStates();
     content.className = fresh.className;
     content.replaceChildren(...fresh.childNodes);
+    for (const [details, name] of disclosures()) if (folded.has(name)) details.open = folded.get(name);
     document.title = page.title;
     rebindChangelistActions();
     showStatus(`Updated ${new Date().toLocaleTimeString()}`);
@@ -162,6 +164,18 @@ async function refresh() {
     inFlight = false;
     schedule();
   }
+}
+
+// Disclosures (the list's filters, each filter) stay as the person left them across a swap.
+function disclosures() {
+  return [...content.querySelectorAll("details[id], details[data-filter-title]")].map((details) => [
+    details,
+    details.id || details.dataset.filterTitle,
+  ]);
+}
+
+function disclosureStates() {
+  return new Map(disclosures().map(([details, name]) => [name, details.open]));
 }
 
 // Django's actions.js wires the "select all" box and the counter to the rows it found at load.

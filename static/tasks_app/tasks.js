@@ -127,7 +127,7 @@ function updateRow(row, data) {
   cancel.hidden = !CANCELLABLE.has(status);
   if (status !== "started" || cancel.dataset.stopping !== "true") {
     cancel.disabled = false;
-    cancel.textContent = "Cancel";
+    cancel.textContent = status === "started" ? "Stop" : "Cancel";
   }
 }
 
@@ -136,6 +136,7 @@ function resultContent(data) {
   if (data.error) return data.error;
   if (Array.isArray(result?.thumbnails) && result.thumbnails.length) return thumbnailLink(result.thumbnails);
   if (typeof result?.email === "string") return `Sent to ${result.email}`;
+  if (result === true) return "done";
   if (result !== null && result !== undefined) return JSON.stringify(result);
   if (data.task_status === "scheduled" && data.scheduled_for) {
     return `starts ${new Date(data.scheduled_for).toLocaleTimeString()}`;
@@ -263,6 +264,10 @@ async function pollOnce(taskId) {
 }
 
 async function cancelTask(taskId, button) {
+  // Stopping ends work already under way, which a slip of the finger should not do.
+  if (rows.get(taskId)?.dataset.status === "started" && !window.confirm("Stop this running task? Its work so far is lost.")) {
+    return;
+  }
   button.disabled = true;
   try {
     const response = await fetch(urlFor(form.dataset.cancelUrl, taskId), {

@@ -1,13 +1,15 @@
 """The admin in a real browser: pages follow jobs by themselves, without reloading."""
 
 import json
+from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from playwright.sync_api import expect
 
 from tasks_app import history, jobs
 from tasks_app.models import JobRecord
+from tasks_app.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from tests.integration.conftest import real_redis, redis_port, start_worker  # noqa: F401 - fixtures
 from tests.support import jobs as support_jobs
 
@@ -18,26 +20,34 @@ PASSWORD = "correct horse battery staple"
 FAST = {"enabled": True, "seconds": 2}
 
 
-@pytest.fixture
-def staff_page(live_server_url, browser):
-    """A signed-in staff member (a viewer: looking needs no more) whose pages refresh every 2 s."""
-    from django.contrib.auth.models import Group
-
-    from tasks_app.permissions import VIEWERS_GROUP
-
-    user = User.objects.create_user("watcher", password=PASSWORD, is_staff=True)
-    user.groups.add(Group.objects.get(name=VIEWERS_GROUP))
-    context = browser.new_context()
-    page = context.new_page()
+def signed_in(browser, live_server_url: str, group: str, width: int = 1280, height: int = 800):
+    """A new browser window of a new staff account in `group`, whose pages refresh every 2 s."""
+    user = User.objects.create_user(f"{group.split()[-1]}-{User.objects.count()}", password=PASSWORD, is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
     page.set_default_timeout(15_000)
     page.goto(live_server_url + "/admin/login/")
     page.evaluate(f"localStorage.setItem('taskqueue.admin.live', '{json.dumps(FAST)}')")
-    page.fill("#id_username", "watcher")
+    page.fill("#id_username", user.username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     expect(page.locator("#monitoring")).to_be_visible()
+    return page
+
+
+@pytest.fixture
+def staff_page(live_server_url, browser):
+    """A signed-in staff member (a viewer: looking needs no more)."""
+    page = signed_in(browser, live_server_url, VIEWERS_GROUP)
     yield page
-    context.close()
+    page.context.close()
+
+
+@pytest.fixture
+def operator_page(live_server_url, browser):
+    page = signed_in(browser, live_server_url, OPERATORS_GROUP)
+    yield page
+    page.context.close()
 
 
 def open_tab(page, url: str):
@@ -134,3 +144,178 @@ def test_a_jobs_page_shows_its_timeline_as_the_attempts_happen(
     expect(attempts.nth(1).locator(".field-outcome")).to_have_text("Finished")
     expect(attempts.nth(1).locator(".field-number")).to_have_text("2")
     assert page.evaluate("window.neverReloaded") is True
+
+
+# --- Layout, confirmations and buttons ------------------------------------------------------------
+
+DASHBOARD = "/admin/django_rq/dashboard/queues/0/"  # django-rq numbers queues by name: 0 is default
+LONG_ERROR = "ValueError: the image /var/lib/taskqueue/media/uploads/" + "holiday-photo-" * 6 + ".jpg is damaged"
+
+
+def add_history(count: int = 50) -> None:
+    """A full page of history rows as workers write them: finished, failed with long errors, running."""
+    from django.utils import timezone
+
+    from tasks_app.models import JobRecord
+
+    now = timezone.now()
+    for n in range(count):
+        state = "failed" if n % 10 == 0 else "started" if n == 1 else "finished"
+        JobRecord.objects.create(
+            job_id=f"{n:08x}-0000-4000-8000-000000000000",
+            status=state,
+            queue="default",
+            function="tasks_app.tasks.send_confirmation_email" if n % 3 else "tasks_app.tasks.sleep_task",
+            task_type=None if n % 3 else 2,
+            created_at=now - timedelta(minutes=n),
+            started_at=now - timedelta(minutes=n, seconds=-1),
+            duration=None if state == "started" else timedelta(seconds=184),
+            attempt=5 if state == "failed" else 1,
+            max_attempts=5,
+            error=LONG_ERROR if state == "failed" else "",
+            result='{"email": "someone.with.a.long.address@example.com"}' if state == "finished" else "",
+            worker_name="worker-" + "x" * 40,
+            submitter_username="operator-with-a-long-name",
+        )
+
+
+def table_fits(page) -> bool:
+    return page.evaluate(
+        "() => { const table = document.querySelector('#result_list');"
+        " return table.scrollWidth <= table.closest('.results').clientWidth; }"
+    )
+
+
+def test_at_1280_px_the_history_shows_its_key_columns_without_scrolling(live_server_url, operator_page, real_redis):  # noqa: F811
+    add_history()
+    page = operator_page  # an operator's list has the actions' checkboxes too: the widest
+    page.goto(live_server_url + HISTORY)
+    expect(page.locator("#result_list tbody tr")).to_have_count(50)
+    assert table_fits(page)
+    expect(page.locator("#changelist-filter").get_by_role("link", name="Failed", exact=True)).to_be_visible()
+
+    page.locator("#changelist-filter").get_by_role("link", name="Failed", exact=True).click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(5)
+    assert table_fits(page)
+    row = page.locator("#result_list tbody tr").first
+    expect(row.locator("td.field-outcome")).to_contain_text(LONG_ERROR[:60])
+    for field in ("status_display", "task", "submitted", "duration_display", "outcome"):
+        box = row.locator(f"td.field-{field}").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, field
+
+
+def test_at_390_px_the_history_filters_come_before_the_rows(live_server_url, browser, real_redis):  # noqa: F811
+    add_history()
+    page = signed_in(browser, live_server_url, OPERATORS_GROUP, width=390, height=844)
+    page.goto(live_server_url + HISTORY)
+    first_row = page.locator("#result_list tbody tr").first
+    failed = page.locator("#changelist-filter").get_by_role("link", name="Failed", exact=True)
+    expect(failed).to_be_hidden()  # folded, so the rows are a scroll away, not 40 lines of filters
+    summary = page.locator("#filter-disclosure > summary")
+    assert summary.bounding_box()["y"] < first_row.bounding_box()["y"]
+    summary.click()
+    expect(failed).to_be_visible()
+    assert failed.bounding_box()["y"] < first_row.bounding_box()["y"]
+    page.locator(".live-refresh-now").click()
+    expect(page.locator(".live-refresh-status")).to_contain_text("Updated")
+    expect(failed).to_be_visible()  # a refresh leaves the disclosure as it was
+    for control in (page.locator("select[name=action]"), page.get_by_role("button", name="Go")):
+        box = control.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    failed.click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(5)
+    assert table_fits(page)  # each row a card: the error on its own line, not off to the right
+    box = page.locator("#result_list tbody tr td.field-outcome").first.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    page.context.close()
+
+
+def redis_status(real_redis, job_id: str) -> str | None:  # noqa: F811
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    try:
+        return Job.fetch(job_id, connection=real_redis.connection, serializer=JSONSerializer).get_status().value
+    except NoSuchJobError:
+        return None
+
+
+def choose_action(page, job_id: str, action: str) -> None:
+    page.locator(f'#result_list tr:has(span.job-id[title="{job_id}"]) input.action-select').check()
+    page.select_option("select[name=action]", action)
+    page.get_by_role("button", name="Go").click()
+
+
+@pytest.mark.parametrize(
+    ("action", "label", "done", "after"),
+    [("cancel_jobs", "Cancel", "canceled", "canceled"), ("delete_jobs", "Delete", "deleted", None)],
+)
+def test_bulk_cancel_and_delete_ask_first_and_do_nothing_until_confirmed(
+    live_server_url,
+    operator_page,
+    real_redis,  # noqa: F811
+    action,
+    label,
+    done,
+    after,
+):
+    job_id = jobs.enqueue_task(1)  # no worker: it waits
+    page = operator_page
+    page.goto(live_server_url + HISTORY)
+    choose_action(page, job_id, action)
+    expect(page.locator("h1")).to_have_text(f"{label} 1 job?")
+    expect(page.locator(".job-confirmation")).to_contain_text(f"1 of the 1 selected job will be {done}")
+    expect(page.locator(".live-refresh")).to_have_count(0)  # a question never changes under the reader
+    assert redis_status(real_redis, job_id) == "queued"
+    page.get_by_role("link", name="No, take me back").click()
+    expect(history_status(page, job_id)).to_have_text("queued")
+    assert redis_status(real_redis, job_id) == "queued"
+
+    choose_action(page, job_id, action)
+    page.get_by_role("button", name=f"Yes, {label.lower()} 1 job").click()
+    expect(page.locator(".messagelist")).to_contain_text(f"{job_id}: {done}.")
+    assert redis_status(real_redis, job_id) == after
+
+
+def test_stopping_from_a_jobs_page_asks_first(live_server_url, operator_page, start_worker):  # noqa: F811
+    from tasks_app.models import JobRecord
+
+    start_worker(burst=False, unit_seconds=30)
+    job_id = jobs.enqueue_task(1)
+    page = operator_page
+    page.goto(live_server_url + HISTORY)
+    expect(history_status(page, job_id)).to_have_text("started", timeout=20_000)
+    page.goto(f"{live_server_url}{HISTORY}{JobRecord.objects.get(job_id=job_id).pk}/change/")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator("h1")).to_have_text("Stop 1 job?")
+    assert JobRecord.objects.get(job_id=job_id).status == "started"
+    page.get_by_role("button", name="Yes, stop 1 job").click()
+    expect(page.locator(".messagelist")).to_contain_text(f"{job_id}: asked to stop.")
+    expect(page.locator(".field-status_display")).to_contain_text("stopped", timeout=20_000)
+
+
+def test_viewers_see_no_button_they_may_not_use(live_server_url, browser, real_redis):  # noqa: F811
+    job_id = jobs.enqueue_task(1)
+    viewer = signed_in(browser, live_server_url, VIEWERS_GROUP)
+    operator = signed_in(browser, live_server_url, OPERATORS_GROUP)
+    buttons = {
+        f"{DASHBOARD}failed/": ["a:text-is('Requeue All')", "a:text-is('Delete All')", "#changelist-form .actions"],
+        DASHBOARD: ["a:text-is('Empty Queue')", "#changelist-form .actions", "input.action-select"],
+        f"{DASHBOARD}{job_id}/": [".submit-row a:text-is('Delete')"],
+        HISTORY: ["select[name=action]", "input.action-select"],
+    }
+    for path, selectors in buttons.items():
+        for page in (viewer, operator):
+            page.goto(live_server_url + path)
+            for selector in selectors:
+                shown = expect(page.locator(selector).first)
+                shown.to_be_hidden() if page is viewer else shown.to_be_visible()
+    # django-rq's "all" actions ask first too, and change nothing until confirmed.
+    operator.goto(live_server_url + DASHBOARD)
+    operator.locator("a:text-is('Empty Queue')").click()
+    expect(operator.locator("#content")).to_contain_text("Are you sure")
+    assert redis_status(real_redis, job_id) == "queued"
+    viewer.context.close()
+    operator.context.close()

@@ -20,7 +20,7 @@ def test_short_task_row_reaches_finished_once(live_server_url, page, start_worke
     expect(row.locator('[data-field="status"]')).to_have_text("started", timeout=10_000)
     expect(row.locator('[data-field="percent"]')).not_to_have_text("0%")  # the bar moves while it runs
     expect(row.locator('[data-field="status"]')).to_have_text("finished", timeout=10_000)
-    expect(row.locator('[data-field="result"]')).to_have_text("true")
+    expect(row.locator('[data-field="result"]')).to_have_text("done")
     expect(row.locator("progress")).to_have_attribute("value", "100")
     # Polls kept running for several seconds: still one row, never one per poll.
     page.wait_for_timeout(1500)
@@ -97,17 +97,35 @@ def test_rows_follow_pushed_events_alone_and_cancel_works(live_server_url, page,
     expect(long_row.locator('[data-field="status"]')).to_have_text("canceled")
     expect(long_row.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(short_row.locator('[data-field="status"]')).to_have_text("finished", timeout=15_000)
-    expect(short_row.locator('[data-field="result"]')).to_have_text("true")
+    expect(short_row.locator('[data-field="result"]')).to_have_text("done")
     assert polls == []
 
 
-def test_a_running_task_can_be_stopped_from_its_row(live_server_url, page, start_worker):  # noqa: F811
+def test_on_a_phone_a_running_task_says_stop_and_asks_before_stopping(live_server_url, browser, start_worker):  # noqa: F811
     start_worker(burst=False, unit_seconds=30)
+    page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    page.set_default_timeout(15_000)
     page.goto(live_server_url + "/")
     page.get_by_role("button", name="Short").click()
-    row = page.locator("#tasks tbody tr").first
+    row = page.locator(f'tr[data-task-id="{page.locator("#tasks tbody tr").first.get_attribute("data-task-id")}"]')
     expect(row.locator('[data-field="status"]')).to_have_text("started", timeout=10_000)
-    row.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Long").click()  # waits behind Short: its button says Cancel
+    expect(page.locator("#tasks tbody tr")).to_have_count(2)
+    waiting = page.locator("#tasks tbody tr").first
+    expect(waiting.get_by_role("button", name="Cancel")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll
+    for button in (waiting.get_by_role("button", name="Cancel"), row.get_by_role("button", name="Stop")):
+        box = button.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    row.get_by_role("button", name="Stop").click()
+    expect(row.get_by_role("button", name="Stop")).to_be_enabled()
+    assert posts == []  # declined: nothing was sent
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Stop").click()
     expect(row.locator('[data-field="status"]')).to_have_text("stopped", timeout=10_000)
     expect(row.locator('[data-field="result"]')).to_have_text("Stopped on request while running.")
 
@@ -181,3 +199,21 @@ def test_a_reload_follows_every_remembered_row_on_one_stream(live_server_url, pa
     page.wait_for_timeout(500)
     assert len(streams) == 1, streams
     assert streams[0].count("id=") == 3
+
+
+def test_a_jobs_page_shows_times_in_the_readers_zone(live_server_url, browser, real_redis):  # noqa: F811
+    from tasks_app import jobs
+
+    job_id = jobs.enqueue_task(1)
+    page = browser.new_context(timezone_id="Asia/Tokyo", locale="en-GB").new_page()
+    page.goto(f"{live_server_url}/jobs/{job_id}")
+    enqueued = page.locator("time").first
+    expect(enqueued).not_to_contain_text("UTC")  # the browser rewrote the server's UTC text
+    iso = enqueued.get_attribute("datetime")
+    shown = page.evaluate(
+        "iso => new Intl.DateTimeFormat(undefined, {dateStyle: 'medium', timeStyle: 'medium'}).format(new Date(iso))",
+        iso,
+    )
+    expect(enqueued).to_have_text(shown)  # e.g. "6 Dec 2026, 13:59:28": Tokyo time, no ISO "T"
+    assert "T" not in shown and iso.endswith("Z")
+    page.context.close()

@@ -204,14 +204,14 @@ def queue_history(moment: datetime) -> list[QueueHistory]:
     names = sorted(settings.RQ_QUEUES)
     waits, runs = defaultdict(list), defaultdict(list)  # queue -> [(moment, seconds)]
     spans = defaultdict(list)  # queue -> [(enqueued_at, end of the wait, or None while it waits)]
-    # Three indexed reads, each of the window's rows only: started, ended, and still waiting. Rows of
-    # queues no longer configured are read and left out: a filter by queue could draw the planner
-    # to the queue's index, which spans the whole history.
-    started = JobRecord.objects.filter(started_at__gte=first, enqueued_at__isnull=False)
+    # Three indexed reads, each of the window's rows only: started, ended, and still waiting. Unordered,
+    # and not filtered by queue: either would draw the planner to an index spanning the whole history.
+    rows = JobRecord.objects.order_by()
+    started = rows.filter(started_at__gte=first, enqueued_at__isnull=False)
     for queue, enqueued_at, started_at in started.values_list("queue", "enqueued_at", "started_at"):
         waits[queue].append((started_at, (started_at - enqueued_at).total_seconds()))
         spans[queue].append((enqueued_at, started_at))
-    ended = JobRecord.objects.filter(ended_at__gte=first)
+    ended = rows.filter(ended_at__gte=first)
     for queue, enqueued_at, started_at, ended_at, ran in ended.values_list(
         "queue", "enqueued_at", "started_at", "ended_at", "duration"
     ):
@@ -219,7 +219,7 @@ def queue_history(moment: datetime) -> list[QueueHistory]:
             runs[queue].append((ended_at, ran.total_seconds()))
         if started_at is None and enqueued_at is not None:
             spans[queue].append((enqueued_at, ended_at))
-    waiting = JobRecord.objects.filter(status=JobRecord.Status.QUEUED, enqueued_at__isnull=False)
+    waiting = rows.filter(status=JobRecord.Status.QUEUED, enqueued_at__isnull=False)
     for queue, enqueued_at in waiting.values_list("queue", "enqueued_at"):
         spans[queue].append((enqueued_at, None))
 

@@ -1,6 +1,7 @@
 """Admin pages beyond the model list: queue health, a queue's canceled jobs, refusals, and django-rq's
 JSON stats and Prometheus metrics behind a token or a viewer's session (admin.py checks staff first)."""
 
+from collections.abc import Callable
 from secrets import compare_digest
 
 import prometheus_client
@@ -100,7 +101,9 @@ def queue_history_charts(queue: health.QueueHistory) -> dict:
     }
 
 
-def column_chart(label: str, columns: list[tuple[str, list[tuple[str, float, str]]]], show, empty: str) -> dict:
+def column_chart(
+    label: str, columns: list[tuple[str, list[tuple[str, float, str]]]], show: Callable[[float], str], empty: str
+) -> dict:
     """An SVG column chart for columns.html: each column's bars stand in front of one another, from the
     bottom, in proportion to the chart's largest value; `show` formats that value for the axis."""
     top = max((value for _, bars in columns for _, value, _ in bars), default=0)

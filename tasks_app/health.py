@@ -4,6 +4,7 @@ import logging
 import math
 from bisect import bisect_right
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -249,12 +250,15 @@ def in_bucket(timed: list[tuple[datetime, float]], start: datetime) -> list[floa
     return [seconds for at, seconds in timed if start <= at < end]
 
 
-def percentiles(values) -> Percentiles:
+def percentiles(values: Iterable[float]) -> Percentiles:
     """p50 and p95 by nearest rank: each is a time some job really took."""
     ordered = sorted(max(0.0, value) for value in values)  # clocks of two hosts may disagree a little
     if not ordered:
         return Percentiles(0, None, None)
-    rank = lambda fraction: ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]  # noqa: E731
+
+    def rank(fraction: float) -> float:
+        return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
     return Percentiles(len(ordered), rank(0.5), rank(0.95))
 
 

@@ -1,6 +1,7 @@
 """Admin pages beyond the model list: queue health, a queue's canceled jobs, refusals, and django-rq's
 JSON stats and Prometheus metrics behind a token or a viewer's session (admin.py checks staff first)."""
 
+from collections.abc import Callable
 from secrets import compare_digest
 
 import prometheus_client
@@ -30,8 +31,10 @@ from tasks_app.permissions import (
     permissions_named,
 )
 from tasks_app.responses import json_error, json_success
+from tasks_app.templatetags.tasks_admin import duration
 
 QUEUE_SERIES = ("queued", "started", "scheduled", "deferred")
+PERCENTILES = ("p95", "p50")  # drawn in this order, so that p50's bar stands in front of p95's
 JOBS_PER_PAGE = 100
 
 
@@ -56,9 +59,12 @@ def health_page(request: HttpRequest) -> HttpResponse:
         "queue_chart": bar_chart(queues),
         "queue_series": QUEUE_SERIES,
         "workers_chart": bar_chart(workers),
+        "queue_history": [queue_history_charts(queue) for queue in snapshot.queue_history],
+        "window_start": snapshot.minutes[0].minute,
         "workers_idle": idle,
         "workers_silent": silent,
         "window_minutes": health.WINDOW_MINUTES,
+        "bucket_minutes": health.BUCKET_MINUTES,
         "abandoned_after": settings.TASK_ABANDONED_AFTER_SECONDS,
     }
     return render(request, "admin/tasks_app/jobrecord/health.html", context)
@@ -67,6 +73,53 @@ def health_page(request: HttpRequest) -> HttpResponse:
 def bar_chart(groups: list[tuple[str, list[tuple[str, int]]]]) -> dict:
     """A stacked bar chart for chart.html: bars are drawn in proportion to the largest stack."""
     return {"groups": groups, "max": max((sum(value for _, value in bars) for _, bars in groups), default=0)}
+
+
+def queue_history_charts(queue: health.QueueHistory) -> dict:
+    """A queue's three small charts: jobs waiting at each minute, then wait and run time per bucket."""
+
+    def at(moment) -> str:
+        return f"{timezone.localtime(moment):%H:%M}"
+
+    def latency(kind: str) -> list[tuple[str, list[tuple[str, float, str]]]]:
+        columns = []
+        for bucket in queue.buckets:
+            found = getattr(bucket, kind)
+            values = [(series, getattr(found, series)) for series in PERCENTILES]
+            label = f"{at(bucket.start)}, {found.count} jobs"
+            columns.append((label, [(name, value, f"{name} {duration(value)}") for name, value in values if value]))
+        return columns
+
+    depth = [(at(point.at), [("waiting", point.waiting, f"{point.waiting} waiting")]) for point in queue.depth]
+    return {
+        "name": queue.name,
+        "charts": [
+            column_chart(f"{queue.name}: jobs waiting", depth, str, "No job waited"),
+            column_chart(f"{queue.name}: wait time, p50 and p95", latency("wait"), duration, "No job started"),
+            column_chart(f"{queue.name}: run time, p50 and p95", latency("run"), duration, "No job ended"),
+        ],
+    }
+
+
+def column_chart(
+    label: str, columns: list[tuple[str, list[tuple[str, float, str]]]], show: Callable[[float], str], empty: str
+) -> dict:
+    """An SVG column chart for columns.html: each column's bars stand in front of one another, from the
+    bottom, in proportion to the chart's largest value; `show` formats that value for the axis."""
+    top = max((value for _, bars in columns for _, value, _ in bars), default=0)
+    rects = [
+        {
+            "series": series,
+            "x": index * 10 + 1,
+            "y": round(100 - value / top * 100, 2),
+            "height": round(value / top * 100, 2),
+            "title": f"{name}: {text}",
+        }
+        for index, (name, bars) in enumerate(columns)
+        for series, value, text in bars
+        if value > 0
+    ]
+    return {"label": label, "width": len(columns) * 10, "rects": rects, "top": show(top) if top else "", "empty": empty}
 
 
 @never_cache

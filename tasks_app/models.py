@@ -67,7 +67,10 @@ class JobRecord(models.Model):
         verbose_name = "job"
         verbose_name_plural = "jobs"
         ordering = ("-created_at", "-id")
-        indexes = (models.Index(fields=("status", "ended_at"), name="jobrecord_status_ended"),)
+        indexes = (
+            models.Index(fields=("status", "ended_at"), name="jobrecord_status_ended"),
+            models.Index(fields=("started_at",), name="jobrecord_started"),  # the health page's wait times
+        )
         # Viewing is Django's view permission; every action that changes a job has its own.
         default_permissions = ("view",)
         permissions = (

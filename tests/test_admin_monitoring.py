@@ -4,14 +4,19 @@ the live refresh module, and django-rq's JSON stats and Prometheus metrics behin
 import html
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
+from rq import Worker
+from rq.job import JobStatus
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
 
 from tasks_app import jobs
+from tasks_app.connections import get_queue
 from tasks_app.models import JobRecord
 from tasks_app.permissions import VIEWERS_GROUP
 from tests.integration.conftest import real_redis, redis_port  # noqa: F401 - fixtures
@@ -217,6 +222,162 @@ def test_health_page_still_shows_the_history_when_redis_is_down(admin_client_, d
     page = admin_client_.get(HISTORY + "health/").content.decode()
     assert "Redis cannot be reached" in page
     assert 'id="tile-finished">1<' in page
+
+
+def queue_history(client: Client) -> dict[str, dict]:
+    data = client.get(HISTORY + "health.json").json()["data"]
+    return {queue["name"]: queue for queue in data["queue_history"]}
+
+
+def test_health_json_has_each_queues_p50_and_p95_wait_and_run_times(admin_client_, real_redis):  # noqa: F811
+    started = timezone.now() - timedelta(minutes=10)
+    for n in range(1, 21):  # waits and runs of 1 s to 20 s, all in one bucket
+        add_row(
+            f"high-{n}",
+            "finished",
+            queue="high",
+            enqueued_at=started - timedelta(seconds=n),
+            started_at=started,
+            ended_at=started + timedelta(seconds=n),
+            duration=timedelta(seconds=n),
+        )
+    add_row(
+        "slow",
+        "failed",
+        queue="default",
+        enqueued_at=started - timedelta(seconds=100),
+        started_at=started,
+        ended_at=started + timedelta(seconds=7),
+        duration=timedelta(seconds=7),
+    )
+    long_ago = timezone.now() - timedelta(hours=2)
+    add_row(
+        "old",
+        "finished",
+        queue="high",
+        enqueued_at=long_ago,
+        started_at=long_ago + timedelta(minutes=5),
+        ended_at=long_ago + timedelta(minutes=6),
+        duration=timedelta(minutes=1),
+    )
+
+    queues = queue_history(admin_client_)
+
+    assert list(queues) == ["default", "high", "low"]
+    high = queues["high"]
+    assert high["wait"] == {"count": 20, "p50": 10.0, "p95": 19.0}  # nearest rank: the 10th and 19th of 20
+    assert high["run"] == {"count": 20, "p50": 10.0, "p95": 19.0}
+    assert len(high["buckets"]) == 12
+    busy = [bucket for bucket in high["buckets"] if bucket["wait"]["count"]]
+    assert [bucket["wait"] for bucket in busy] == [{"count": 20, "p50": 10.0, "p95": 19.0}]
+    assert queues["default"]["wait"] == {"count": 1, "p50": 100.0, "p95": 100.0}
+    assert queues["default"]["run"] == {"count": 1, "p50": 7.0, "p95": 7.0}
+    assert queues["low"]["wait"] == {"count": 0, "p50": None, "p95": None}
+
+    page = admin_client_.get(HISTORY + "health/").content.decode()
+    row = page.split('<table id="latency-table"', 1)[1].split('<tr data-queue="high">', 1)[1].split("</tr>", 1)[0]
+    assert [html.unescape(cell) for cell in re.findall(r"<td[^>]*>([^<]*)</td>", row)] == [
+        "20",
+        "10 s",
+        "19 s",
+        "20",
+        "10 s",
+        "19 s",
+    ]
+    for chart in ("jobs waiting", "wait time, p50 and p95", "run time, p50 and p95"):
+        assert (
+            f'<svg class="column-chart-plot" viewBox="0 0 {10 * len(high["buckets"]) if "time" in chart else 600} 100"'
+            in page
+        )
+        assert f'role="img" aria-label="high: {chart}">' in page
+    assert re.search(r'<rect class="bar-p95" [^>]*height="100.0"><title>\d\d:\d\d, 20 jobs: p95 19 s</title>', page)
+    assert re.search(r'<rect class="bar-p50" [^>]*height="52.63"><title>\d\d:\d\d, 20 jobs: p50 10 s</title>', page)
+
+
+def test_health_json_has_each_queues_depth_over_the_last_hour(admin_client_, real_redis):  # noqa: F811
+    now = timezone.now()
+    ago = lambda minutes: now - timedelta(minutes=minutes, seconds=20)  # noqa: E731 - off the minute marks
+    spans = [(ago(30), ago(20)), (ago(25), ago(15)), (ago(5), None)]  # waited: started, canceled, still waiting
+    add_row(
+        "started",
+        "finished",
+        queue="low",
+        enqueued_at=spans[0][0],
+        started_at=spans[0][1],
+        ended_at=ago(19),
+        duration=timedelta(minutes=1),
+    )
+    add_row(
+        "canceled",
+        "canceled",
+        queue="low",
+        enqueued_at=spans[1][0],
+        started_at=None,
+        ended_at=spans[1][1],
+        duration=None,
+    )
+    add_row("waiting", "queued", queue="low", enqueued_at=spans[2][0], started_at=None, ended_at=None, duration=None)
+    add_row("before", "finished", queue="low", enqueued_at=ago(120), started_at=ago(90), ended_at=ago(89))
+    add_row("elsewhere", "queued", queue="high", enqueued_at=ago(3), started_at=None, ended_at=None, duration=None)
+
+    depth = queue_history(admin_client_)["low"]["depth"]
+
+    assert len(depth) == 60
+    moments = [datetime.fromisoformat(point["at"].replace("Z", "+00:00")) for point in depth]
+    assert moments == sorted(moments) and moments[-1] - moments[0] < timedelta(minutes=60)
+    expected = [sum(start <= at and (end is None or at < end) for start, end in spans) for at in moments]
+    assert [point["waiting"] for point in depth] == expected
+    assert max(expected) == 2 and expected[-1] == 1  # both waited 20 to 25 minutes ago; one waits now
+    assert max(point["waiting"] for point in queue_history(admin_client_)["high"]["depth"]) == 1
+
+
+def test_a_job_enqueued_a_moment_ago_counts_as_waiting_at_once(admin_client_, real_redis):  # noqa: F811
+    jobs.enqueue_task(1, queue_name="high")  # its row is written later, by whoever reads new jobs first
+    assert queue_history(admin_client_)["high"]["depth"][-1]["waiting"] == 1
+
+
+def test_worker_ids_link_to_django_rqs_worker_page_for_viewers_too(real_redis):  # noqa: F811
+    worker = Worker(["low", "high"], connection=real_redis.connection, serializer=JSONSerializer)
+    worker.register_birth()
+    user = User.objects.create_user("viewer", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name=VIEWERS_GROUP))
+    client = Client()
+    client.force_login(user)
+
+    page = client.get(HISTORY + "health/").content.decode()
+
+    link = f"{DASHBOARD}/workers/2/{worker.key}/"  # queues by sorted name: default 0, high 1, low 2
+    assert f'<a href="{link}">{worker.name[:17]}…</a>' in page
+    worker_page = client.get(link)
+    assert worker_page.status_code == 200
+    assert worker.name in worker_page.content.decode()
+
+
+def test_failed_counts_agree_with_django_rq_and_say_they_include_stopped_jobs(admin_client_, real_redis):  # noqa: F811
+    queue = get_queue("default")
+    registry = FailedJobRegistry(queue=queue)
+    for name, status in (("boom", JobStatus.FAILED), ("halted", JobStatus.STOPPED)):
+        job = queue.enqueue("tests.support.jobs.touch", "/nonexistent", job_id=name)
+        queue.remove(job)
+        job.set_status(status)
+        registry.add(job, exc_string=name)
+        add_row(name, status.value, minutes_ago=3)
+
+    page = admin_client_.get(HISTORY + "health/").content.decode()
+    rq_stats = admin_client_.get(f"{DASHBOARD}/stats.json").json()
+    rq_failed = {stats["name"]: stats["failed_jobs"] for stats in rq_stats["queues"]}["default"]
+
+    header = page.split('<table id="queue-table"', 1)[1].split("</thead>", 1)[0]
+    assert '<th scope="col">failed (incl. stopped)</th>' in header
+    row = page.split('<tr data-queue="default">', 1)[1].split("</tr>", 1)[0]
+    assert re.search(r'data-label="failed \(incl. stopped\)"><a href="[^"]+/failed/">2</a>', row)
+    assert rq_failed == 2
+    assert 'id="tile-failed">1<' in page  # the history's own count: failed, not stopped
+    assert listed_ids(admin_client_.get(HISTORY, {"status__exact": "failed"})) == ["boom"]
+    assert listed_ids(admin_client_.get(HISTORY, {"status__exact": "stopped"})) == ["halted"]
+    for path in (f"{DASHBOARD}/", f"{DASHBOARD}/queues/0/details/"):
+        page = admin_client_.get(path).content.decode()
+        assert "counts stopped jobs too" in page.split('id="failed-includes-stopped"', 1)[1][:200]
 
 
 # --- Canceled jobs --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from tasks_app import history, jobs
@@ -319,3 +320,54 @@ def test_viewers_see_no_button_they_may_not_use(live_server_url, browser, real_r
     assert redis_status(real_redis, job_id) == "queued"
     viewer.context.close()
     operator.context.close()
+
+
+# Every table of the health page fits its box, and every chart label is legible.
+LAYOUT = """() => ({
+    page: [document.documentElement.scrollWidth, window.innerWidth],
+    tables: [...document.querySelectorAll(".health-numbers")].map(
+        (box) => [box.querySelector("table").id, box.scrollWidth, box.clientWidth]),
+    labels: [...document.querySelectorAll(".chart-label, .chart-axis span")].filter((label) => label.textContent.trim())
+        .map((label) => [parseFloat(getComputedStyle(label).fontSize), label.getBoundingClientRect().height]),
+    charts: [...document.querySelectorAll("#queue-history svg.column-chart-plot")].map(
+        (chart) => [chart.getAttribute("aria-label"), chart.querySelectorAll("rect").length]),
+})"""
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
+def test_health_page_fits_the_screen_with_legible_labels(live_server_url, staff_page, real_redis, width, height):  # noqa: F811
+    started = timezone.now() - timedelta(minutes=7)
+    JobRecord.objects.bulk_create(
+        JobRecord(
+            job_id=f"job-{n}",
+            status="finished",
+            queue="default",
+            created_at=started,
+            enqueued_at=started,
+            started_at=started + timedelta(seconds=5 * n),  # some wait across two minute marks
+            ended_at=started + timedelta(seconds=6 * n),
+            duration=timedelta(seconds=n),
+        )
+        for n in range(1, 30)
+    )
+    staff_page.set_viewport_size({"width": width, "height": height})
+    staff_page.goto(live_server_url + HISTORY + "health/")
+    layout = staff_page.evaluate(LAYOUT)
+
+    assert layout["page"][0] <= layout["page"][1]
+    assert [table for table, scroll, client in layout["tables"] if scroll > client] == []
+    assert {table for table, _, _ in layout["tables"]} == {
+        "throughput-table",
+        "queue-table",
+        "latency-table",
+        "worker-table",
+    }
+    assert layout["labels"] and all(size >= 11 and box >= 11 for size, box in layout["labels"])
+    charts = dict(layout["charts"])
+    assert set(charts) == {
+        f"{queue}: {chart}"
+        for queue in ("default", "high", "low")
+        for chart in ("jobs waiting", "wait time, p50 and p95", "run time, p50 and p95")
+    }
+    assert charts["default: wait time, p50 and p95"] >= 2 and charts["default: run time, p50 and p95"] >= 2
+    assert charts["default: jobs waiting"] > 0 and charts["high: jobs waiting"] == 0

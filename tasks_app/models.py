@@ -20,12 +20,14 @@ class JobRecord(models.Model):
         DELETED = "deleted"
 
     job_id = models.CharField("job id", max_length=64, unique=True)
-    status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
-    queue = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    queue = models.CharField(max_length=64)
     kind = models.CharField(max_length=64, blank=True, help_text="The task policy it runs under (TASK_POLICIES).")
-    task_type = models.PositiveSmallIntegerField("type", null=True, blank=True, db_index=True)
+    task_type = models.PositiveSmallIntegerField("type", null=True, blank=True)
     function = models.CharField("task", max_length=255, blank=True, db_index=True)
     description = models.CharField(max_length=255, blank=True)
+    # Lower-cased, so that search finds it by an exact, indexed match.
+    email = models.EmailField("email to", blank=True, db_index=True, help_text="The address the job sends to.")
 
     created_at = models.DateTimeField("submitted", db_index=True)
     enqueued_at = models.DateTimeField("enqueued", null=True, blank=True)
@@ -59,7 +61,14 @@ class JobRecord(models.Model):
         verbose_name = "job"
         verbose_name_plural = "job history"
         ordering = ("-created_at", "-id")
-        indexes = (models.Index(fields=("status", "ended_at"), name="jobrecord_status_ended"),)
+        indexes = (
+            models.Index(fields=("status", "ended_at"), name="jobrecord_status_ended"),
+            # One for each filter of the history list, which shows the newest rows first.
+            models.Index(fields=("status", "created_at"), name="jobrecord_status_created"),
+            models.Index(fields=("queue", "created_at"), name="jobrecord_queue_created"),
+            models.Index(fields=("task_type", "created_at"), name="jobrecord_type_created"),
+            models.Index(fields=("kind", "created_at"), name="jobrecord_kind_created"),
+        )
         # Viewing is Django's view permission; every action that changes a job has its own.
         default_permissions = ("view",)
         permissions = (

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test test-compose lint format bench bench-load check-system-run check-system-test clean
+.PHONY: run test test-compose lint format bench bench-load bench-history check-system-run check-system-test clean
 
 # `make run`: the Procfile through honcho: the production server (uvicorn, reloading on code
 # changes), WORKERS workers and a private Redis (data in REDIS_DIR, var/redis) unless REDIS_URL
@@ -60,6 +60,10 @@ bench: $(VENV)/.dev check-system-test
 # 10,000 jobs from 32 clients through 4 workers, reconciled: none lost, none run twice.
 bench-load: $(VENV)/.dev check-system-test
 	$(PY) bench/load.py --jobs 10000 --clients 32 --workers 4
+
+# The admin's history pages with 1,000,000 rows on SQLite and PostgreSQL, written to bench/RESULTS.md.
+bench-history: $(VENV)/.dev check-system-test
+	$(PY) bench/history_scale.py --rows 1000000
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

@@ -51,9 +51,9 @@ def pages() -> dict[str, str]:
     return {
         "history list": HISTORY,
         "filter: status": f"{HISTORY}?status__exact=failed",
-        "filter: queue": f"{HISTORY}?queue=low",
-        "filter: type": f"{HISTORY}?task_type=2",
-        "filter: task": f"{HISTORY}?kind=thumbnail",
+        "filter: queue": f"{HISTORY}?queue__exact=low",
+        "filter: type": f"{HISTORY}?task_type__exact=2",
+        "filter: task": f"{HISTORY}?kind__exact=thumbnail",
         "filter: date (past 7 days)": f"{HISTORY}?created_at__gte={week_ago}&created_at__lt={tomorrow}",
         "search: id prefix": f"{HISTORY}?q={job.job_id[:8]}",
         "search: email address": f"{HISTORY}?q={emailed.email}",

@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.history_scale import SECTION_HEADING
 from tests.support.processes import (
     PROJECT_ROOT,
     child_env,
@@ -253,7 +254,10 @@ def main() -> None:
         finally:
             stop(peer)
     report = render(results, args)
-    Path(args.output).write_text(report)
+    output = Path(args.output)
+    # bench/history_scale.py's section follows ours; keep it.
+    kept = output.read_text().partition(SECTION_HEADING) if output.exists() else ("", "", "")
+    output.write_text(report + (f"\n{kept[1]}{kept[2]}" if kept[1] else ""))
     print(report)
 
 

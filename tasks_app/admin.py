@@ -68,28 +68,28 @@ def may(permission: str | None) -> Callable[..., bool]:
 
 
 class StaticChoicesFilter(admin.SimpleListFilter):
-    """Filter on a field by choices that settings or code define."""
+    """Filter on a field by choices that settings or code define (parameter_name: `<field>__exact`)."""
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset if self.value() is None else queryset.filter(**{self.parameter_name: self.value()})
 
 
 class QueueFilter(StaticChoicesFilter):
-    title = parameter_name = "queue"
+    title, parameter_name = "queue", "queue__exact"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(name, name) for name in get_queues_map()]
 
 
 class TypeFilter(StaticChoicesFilter):
-    title, parameter_name = "type", "task_type"
+    title, parameter_name = "type", "task_type__exact"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[int, str]]:
         return [(task_type, str(task_type)) for task_type in jobs.TASK_TYPES]
 
 
 class TaskFilter(StaticChoicesFilter):
-    title, parameter_name = "task", "kind"
+    title, parameter_name = "task", "kind__exact"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(kind, kind.replace("_", " ")) for kind in settings.TASK_POLICIES]

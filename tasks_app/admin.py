@@ -109,10 +109,8 @@ def search_condition(queryset: QuerySet, term: str) -> Q:
         return Q(email=term.lower())
     if term.lower() == "anonymous":
         return Q(submitter_username="")
-    if (
-        ID_START.fullmatch(term.lower())
-        and queryset.filter(id_start := id_starts_with(queryset, term.lower())).exists()
-    ):
+    id_start = id_starts_with(queryset, term.lower())
+    if ID_START.fullmatch(term.lower()) and queryset.filter(id_start).exists():
         return id_start
     return (
         Q(submitter_username__icontains=term)
@@ -147,6 +145,7 @@ class JobRecordAdmin(admin.ModelAdmin):
     # Each filter's choices are known without a query: a DISTINCT over the whole history would be
     # slow at millions of rows (for the same reason there is no date_hierarchy).
     list_filter = ("status", QueueFilter, TypeFilter, TaskFilter, ("created_at", DateFieldListFilter))
+    # What each word matches is search_condition's; these only make the admin show the search box.
     search_fields = ("job_id", "submitter_username", "email", "error", "description", "function")
     search_help_text = (
         "A job id or a part of it, an email address it sent to, a word of its error or task, "

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test test-compose lint format bench bench-images bench-load check-system-run check-system-test clean
+.PHONY: run test test-compose lint format bench bench-images bench-history bench-load check-system-run check-system-test clean
 
 # `make run`: the Procfile through honcho: the production server (uvicorn, reloading on code
 # changes), WORKERS workers, RQ's scheduler and a private Redis (data in REDIS_DIR, var/redis)
@@ -57,6 +57,10 @@ format: $(VENV)/.dev
 bench: $(VENV)/.dev check-system-test
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }
 	$(PY) bench/run.py
+
+# The admin's history pages with 1,000,000 rows on SQLite and PostgreSQL, written to bench/RESULTS.md.
+bench-history: $(VENV)/.dev check-system-test
+	$(PY) bench/history_scale.py --rows 1000000
 
 # Hostile images, eight at once, against the production server: RSS and /healthz, into bench/RESULTS.md.
 bench-images: $(VENV)/.dev check-system-test

@@ -30,12 +30,12 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
+from bench.results import IMAGES, write_section
 from tests.support import images
 from tests.support.multipart import post_multipart
 from tests.support.processes import child_env, descendants, redis_server, start_asgi_server, stop
 from tests.support.webserver import PRODUCTION_FLAGS, production_env
 
-HEADING = "## Eight hostile images at once (make bench-images)"
 CONCURRENT = 8
 WEB_WORKERS = 2
 RSS_TARGET_MB = 300
@@ -143,7 +143,7 @@ def render(rows: list[tuple[str, int, int, Storm, set[int]]], at_rest: dict[str,
     every_ms = [ms for *_, measured, _ in rows for ms in measured.healthz_ms]
     names = ", ".join(at_rest)
     lines = [
-        HEADING,
+        IMAGES,
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {host}. "
         f"command: `make bench-images` (`python bench/image_bombs.py --rounds {rounds}`). "
@@ -189,11 +189,6 @@ def machine() -> str:
     )
 
 
-def own_section(results: str) -> str:
-    """This benchmark's part of RESULTS.md (from HEADING to the end), which `make bench` keeps."""
-    return results[results.index(HEADING) :] if HEADING in results else ""
-
-
 @contextlib.contextmanager
 def production_site(scratch: Path) -> Iterator[tuple[str, dict[int, str]]]:
     """The production command of compose.yml with a private Redis; yield its URL and its processes by pid."""
@@ -234,9 +229,7 @@ def main() -> None:
             measured, statuses = storm(base_url, processes, image, args.rounds)
             rows.append((name, len(image), expected, measured, statuses))
     section = render(rows, at_rest, args.rounds, started_on)
-    output = Path(args.output)
-    previous = output.read_text() if output.exists() else ""
-    output.write_text(previous.removesuffix(own_section(previous)).rstrip("\n") + "\n\n" + section)
+    write_section(IMAGES, section, Path(args.output))
     print(section)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.image_bombs import own_section
+from bench.results import SITE, write_section
 from tests.support.processes import (
     PROJECT_ROOT,
     child_env,
@@ -169,7 +169,7 @@ def ratios(runs: list[dict[str, Run]], method: str) -> list[float]:
 
 def render(results: dict[str, list[dict[str, Run]]], args: argparse.Namespace) -> str:
     lines = [
-        "# Benchmark: the site beside the Flask tutorial",
+        SITE,
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}",
         "",
@@ -254,9 +254,7 @@ def main() -> None:
         finally:
             stop(peer)
     report = render(results, args)
-    output = Path(args.output)
-    kept = own_section(output.read_text()) if output.exists() else ""  # make bench-images' figures
-    output.write_text(report + ("\n" + kept if kept else ""))
+    write_section(SITE, report, Path(args.output))
     print(report)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Model, Q
+from django.db.models import Max, Min, Model, Q
 from django.utils import timezone
 from django.utils.text import Truncator
 from rq.exceptions import DeserializationError
@@ -32,6 +32,7 @@ RESULT_MAX_CHARS = 500
 # Jobs read or written at once; at most a few batches of new jobs a call keep a worker's pause short.
 BATCH = 500
 NEW_JOBS_MAX_BATCHES = 4
+PRUNE_BATCH = 10_000
 ENDED_STATUSES = frozenset(TERMINAL_STATUSES | {JobRecord.Status.DELETED})
 # Statuses that end a run (canceled ends a job that waited, not a run).
 ATTEMPT_ENDS = frozenset(FAILURE_STATUSES | {JobStatus.FINISHED})
@@ -152,6 +153,7 @@ def row_fields(job: Job, described: TaskStatus, traceback: str = "") -> dict[str
         "task_type": task_type if isinstance(task_type, int) and 0 <= task_type < 2**15 else None,
         "function": function_name(job)[:255],
         "description": (job.description or "")[:255],
+        "email": str(meta.get("email", ""))[:254].lower(),
         "created_at": job.created_at,
         "enqueued_at": job.enqueued_at,
         "started_at": started_at,
@@ -243,10 +245,18 @@ def mark_deleted(job_ids: Iterable[str]) -> int:
 
 
 def prune_history(older_than_days: int) -> int:
+    """Delete the rows of jobs that ended that long ago; return how many."""
     cutoff = timezone.now() - timedelta(days=older_than_days)
-    old = Q(ended_at__lt=cutoff) | Q(ended_at__isnull=True, created_at__lt=cutoff)
-    _, deleted = JobRecord.objects.filter(old, status__in=ENDED_STATUSES).delete()  # their attempts go too
-    return deleted.get("tasks_app.JobRecord", 0)
+    old = JobRecord.objects.filter(Q(ended_at__lt=cutoff) | Q(ended_at__isnull=True, created_at__lt=cutoff))
+    old = old.filter(status__in=ENDED_STATUSES)
+    span = old.aggregate(first=Min("pk"), last=Max("pk"))
+    deleted = 0
+    # A window of ids at a time: one DELETE of a long history would hold SQLite's write lock longer
+    # than workers wait for it to write their rows.
+    for start in range(span["first"] or 0, (span["last"] or -1) + 1, PRUNE_BATCH):
+        _, by_model = old.filter(pk__gte=start, pk__lt=start + PRUNE_BATCH).delete()  # their attempts go too
+        deleted += by_model.get("tasks_app.JobRecord", 0)
+    return deleted
 
 
 def failure_traceback(job: Job) -> str:

@@ -187,7 +187,12 @@ def enqueue_confirmation_email(address: str, **options: Any) -> str:
         raise RateLimited(f"Too many confirmation emails to {address}: the limit is {limit} an address.", wait)
     description = f"Confirmation email to {address}"
     return enqueue_call(
-        tasks.send_confirmation_email, (address,), kind="confirmation_email", description=description, **options
+        tasks.send_confirmation_email,
+        (address,),
+        kind="confirmation_email",
+        description=description,
+        meta={"email": address},
+        **options,
     )
 
 

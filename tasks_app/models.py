@@ -28,12 +28,14 @@ class JobRecord(models.Model):
         __empty__ = "thumbnails or email"
 
     job_id = models.CharField("job id", max_length=64, unique=True)
-    status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
-    queue = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    queue = models.CharField(max_length=64)
     kind = models.CharField(max_length=64, blank=True, help_text="The task policy it runs under (TASK_POLICIES).")
-    task_type = models.PositiveSmallIntegerField("type", choices=TaskType, null=True, blank=True, db_index=True)
+    task_type = models.PositiveSmallIntegerField("type", choices=TaskType, null=True, blank=True)
     function = models.CharField("task", max_length=255, blank=True, db_index=True)
     description = models.CharField(max_length=255, blank=True)
+    # Lower-cased, so that search finds it by an exact, indexed match.
+    email = models.EmailField("email to", blank=True, db_index=True, help_text="The address the job sends to.")
 
     created_at = models.DateTimeField("submitted", db_index=True)
     enqueued_at = models.DateTimeField("enqueued", null=True, blank=True)
@@ -70,6 +72,11 @@ class JobRecord(models.Model):
         indexes = (
             models.Index(fields=("status", "ended_at"), name="jobrecord_status_ended"),
             models.Index(fields=("started_at",), name="jobrecord_started"),  # the health page's wait times
+            # One for each filter of the history list, which shows the newest rows first.
+            models.Index(fields=("status", "created_at"), name="jobrecord_status_created"),
+            models.Index(fields=("queue", "created_at"), name="jobrecord_queue_created"),
+            models.Index(fields=("task_type", "created_at"), name="jobrecord_type_created"),
+            models.Index(fields=("kind", "created_at"), name="jobrecord_kind_created"),
         )
         # Viewing is Django's view permission; every action that changes a job has its own.
         default_permissions = ("view",)

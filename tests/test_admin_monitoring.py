@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rq import Worker
 from rq.job import JobStatus
@@ -136,6 +138,89 @@ def test_history_filters_by_date(admin_client_):
     )
     response = admin_client_.get(HISTORY + html.unescape(past_week[1]))
     assert listed_ids(response) == ["today"]
+
+
+# --- Search: ids, errors, addresses, anonymous -----------------------------------------------------
+
+FIRST_ID = "4fafca6e-3a69-42eb-9d1c-0a1b2c3d4e5f"
+SECOND_ID = "0badc0de-0000-4000-8000-4fafca6e0000"  # holds the first one's beginning in its middle
+
+
+def searched(client: Client, term: str) -> list[str]:
+    return sorted(listed_ids(client.get(HISTORY, {"q": term})))
+
+
+def test_search_finds_a_part_of_an_id_from_its_middle(admin_client_):
+    add_row(FIRST_ID, "finished")
+    add_row(SECOND_ID, "finished")
+    assert searched(admin_client_, "3a69-42eb") == [FIRST_ID]
+    assert searched(admin_client_, "c0de-0000") == [SECOND_ID]
+
+
+def test_an_ids_beginning_finds_the_jobs_whose_id_starts_with_it(admin_client_):
+    add_row(FIRST_ID, "finished")
+    add_row(SECOND_ID, "finished")
+    add_row("4fafca6f-0000-4000-8000-000000000000", "finished")  # sorts right after the beginning
+    # An id that starts with it comes first; one that only holds it in its middle is left out.
+    assert searched(admin_client_, "4fafca6e") == [FIRST_ID]
+    assert searched(admin_client_, "4FAFCA6E-3a69") == [FIRST_ID]
+
+
+def test_search_finds_a_word_of_an_error_in_any_case(admin_client_):
+    add_row("damaged-image", "failed", error="OSError: the image file is damaged (truncated JPEG data)")
+    add_row("timed-out", "failed", error="JobTimeoutException: Task exceeded maximum timeout value")
+    add_row("retrying", "scheduled", error="OSError: damaged", attempt=2, max_attempts=3)
+    assert searched(admin_client_, "damaged") == ["damaged-image", "retrying"]
+    assert searched(admin_client_, "Damaged truncated") == ["damaged-image"]
+
+
+def test_search_finds_the_email_address_a_job_sent_to(admin_client_, fake_redis):
+    task_id = jobs.enqueue_confirmation_email("Ada.Lovelace@Example.com")
+    jobs.enqueue_confirmation_email("grace@example.com")
+    assert JobRecord.objects.count() == 0  # the list records them, as after any enqueue
+    assert searched(admin_client_, "ada.lovelace@example.com") == [task_id]
+    assert searched(admin_client_, "Ada.Lovelace@Example.com") == [task_id]
+    assert JobRecord.objects.get(job_id=task_id).email == "ada.lovelace@example.com"
+
+
+def test_anonymous_finds_the_jobs_no_account_submitted(admin_client_):
+    add_row("by-ada", "finished", submitter_username="ada", submitter_ip="192.0.2.1")
+    add_row("by-nobody", "finished", submitter_ip="198.51.100.7")
+    assert admin_client_.get(HISTORY, {"q": "anonymous"}).content.decode().count("anonymous (198.51.100.7)") == 1
+    assert searched(admin_client_, "anonymous") == ["by-nobody"]
+    assert searched(admin_client_, "Anonymous") == ["by-nobody"]
+
+
+# --- At scale: no query over every row for the filters --------------------------------------------
+
+
+def test_filters_offer_their_choices_without_reading_the_history(admin_client_):
+    add_row("thumb", "finished", queue="low", kind="thumbnail", function="tasks_app.tasks.make_thumbnails")
+    add_row("sleep", "finished", queue="high", kind="sleep", task_type=2)
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client_.get(HISTORY).content.decode()
+    assert not [query["sql"] for query in queries if "DISTINCT" in query["sql"].upper()]
+    # Every queue, type and task is offered, rows or not.
+    for choice in ("?queue__exact=default", "?task_type__exact=3", "?kind__exact=confirmation_email"):
+        assert choice in page
+    assert listed_ids(admin_client_.get(HISTORY, {"kind__exact": "thumbnail"})) == ["thumb"]
+    assert listed_ids(admin_client_.get(HISTORY, {"queue__exact": "high", "task_type__exact": "2"})) == ["sleep"]
+
+
+def test_the_scale_bench_fills_a_history_that_search_and_filters_find(admin_client_):
+    from bench.fill_history import fill
+
+    fill(3000, days=30, log=lambda line: None)
+    rows = JobRecord.objects.all()
+    assert rows.count() == 3000
+    assert set(rows.values_list("status", flat=True)) == set(JobRecord.Status.values)
+    assert set(rows.values_list("queue", flat=True)) == {"high", "default", "low"}
+    oldest = rows.order_by("created_at").first().created_at
+    assert timedelta(days=29) < timezone.now() - oldest < timedelta(days=30, minutes=1)
+    emailed = rows.exclude(email="").order_by("pk")[0]
+    assert emailed.job_id in searched(admin_client_, emailed.email)
+    assert admin_client_.get(HISTORY, {"q": "damaged"}).context["cl"].result_count > 0
+    assert admin_client_.get(HISTORY, {"q": "anonymous"}).context["cl"].result_count > 0
 
 
 def test_a_jobs_page_shows_its_traceback_and_the_actions_that_apply(admin_client_):

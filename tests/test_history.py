@@ -5,7 +5,9 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.job import Job
@@ -420,6 +422,17 @@ def test_prune_deletes_ended_jobs_older_than_the_retention(settings, capsys):
 
     call_command("prune_job_history", "--days", "7")
     assert set(JobRecord.objects.values_list("job_id", flat=True)) == {"old-but-still-queued"}
+
+
+def test_prune_deletes_a_long_history_in_batches(monkeypatch):
+    monkeypatch.setattr(history, "PRUNE_BATCH", 2)
+    for n in range(5):
+        make_row(f"old-{n}", "finished", 40)
+    make_row("recent", "finished", 1)
+    with CaptureQueriesContext(connection) as queries:
+        assert history.prune_history(30) == 5
+    assert [job_id for job_id in JobRecord.objects.values_list("job_id", flat=True)] == ["recent"]
+    assert len([query for query in queries if query["sql"].startswith("DELETE")]) == 3
 
 
 def test_retention_comes_from_the_environment():

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,40 +14,90 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='JobRecord',
+            name="JobRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('job_id', models.CharField(max_length=64, unique=True, verbose_name='job id')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('scheduled', 'Scheduled'), ('deferred', 'Deferred'), ('started', 'Started'), ('finished', 'Finished'), ('failed', 'Failed'), ('stopped', 'Stopped'), ('canceled', 'Canceled'), ('deleted', 'Deleted')], db_index=True, max_length=16)),
-                ('queue', models.CharField(db_index=True, max_length=64)),
-                ('kind', models.CharField(blank=True, help_text='The task policy it runs under (TASK_POLICIES).', max_length=64)),
-                ('task_type', models.PositiveSmallIntegerField(blank=True, db_index=True, null=True, verbose_name='type')),
-                ('function', models.CharField(blank=True, db_index=True, max_length=255, verbose_name='task')),
-                ('description', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField(db_index=True, verbose_name='submitted')),
-                ('enqueued_at', models.DateTimeField(blank=True, null=True, verbose_name='enqueued')),
-                ('started_at', models.DateTimeField(blank=True, null=True, verbose_name='started')),
-                ('ended_at', models.DateTimeField(blank=True, db_index=True, null=True, verbose_name='ended')),
-                ('duration', models.DurationField(blank=True, null=True)),
-                ('attempt', models.PositiveSmallIntegerField(default=1)),
-                ('max_attempts', models.PositiveSmallIntegerField(default=1, verbose_name='of attempts')),
-                ('result', models.TextField(blank=True, help_text='The return value, as JSON, shortened.')),
-                ('error', models.TextField(blank=True, help_text='Why it failed or stopped, or why its last attempt failed.')),
-                ('traceback', models.TextField(blank=True)),
-                ('worker_name', models.CharField(blank=True, max_length=255, verbose_name='worker')),
-                ('submitter_username', models.CharField(blank=True, db_index=True, max_length=150, verbose_name='submitted by')),
-                ('submitter_ip', models.GenericIPAddressField(blank=True, db_index=True, null=True, verbose_name='from IP')),
-                ('event_order', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('submitted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='user account')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("job_id", models.CharField(max_length=64, unique=True, verbose_name="job id")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("scheduled", "Scheduled"),
+                            ("deferred", "Deferred"),
+                            ("started", "Started"),
+                            ("finished", "Finished"),
+                            ("failed", "Failed"),
+                            ("stopped", "Stopped"),
+                            ("canceled", "Canceled"),
+                            ("deleted", "Deleted"),
+                        ],
+                        db_index=True,
+                        max_length=16,
+                    ),
+                ),
+                ("queue", models.CharField(db_index=True, max_length=64)),
+                (
+                    "kind",
+                    models.CharField(
+                        blank=True, help_text="The task policy it runs under (TASK_POLICIES).", max_length=64
+                    ),
+                ),
+                (
+                    "task_type",
+                    models.PositiveSmallIntegerField(blank=True, db_index=True, null=True, verbose_name="type"),
+                ),
+                ("function", models.CharField(blank=True, db_index=True, max_length=255, verbose_name="task")),
+                ("description", models.CharField(blank=True, max_length=255)),
+                ("created_at", models.DateTimeField(db_index=True, verbose_name="submitted")),
+                ("enqueued_at", models.DateTimeField(blank=True, null=True, verbose_name="enqueued")),
+                ("started_at", models.DateTimeField(blank=True, null=True, verbose_name="started")),
+                ("ended_at", models.DateTimeField(blank=True, db_index=True, null=True, verbose_name="ended")),
+                ("duration", models.DurationField(blank=True, null=True)),
+                ("attempt", models.PositiveSmallIntegerField(default=1)),
+                ("max_attempts", models.PositiveSmallIntegerField(default=1, verbose_name="of attempts")),
+                ("result", models.TextField(blank=True, help_text="The return value, as JSON, shortened.")),
+                (
+                    "error",
+                    models.TextField(blank=True, help_text="Why it failed or stopped, or why its last attempt failed."),
+                ),
+                ("traceback", models.TextField(blank=True)),
+                ("worker_name", models.CharField(blank=True, max_length=255, verbose_name="worker")),
+                (
+                    "submitter_username",
+                    models.CharField(blank=True, db_index=True, max_length=150, verbose_name="submitted by"),
+                ),
+                (
+                    "submitter_ip",
+                    models.GenericIPAddressField(blank=True, db_index=True, null=True, verbose_name="from IP"),
+                ),
+                ("event_order", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "submitted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="user account",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'job',
-                'verbose_name_plural': 'job history',
-                'ordering': ('-created_at', '-id'),
-                'permissions': (('requeue_job', 'Can requeue failed, stopped or canceled jobs'), ('cancel_job', 'Can cancel waiting jobs'), ('stop_job', 'Can stop running jobs'), ('delete_job', 'Can delete jobs'), ('empty_queue', 'Can empty a queue')),
-                'default_permissions': ('view',),
-                'indexes': [models.Index(fields=['status', 'ended_at'], name='jobrecord_status_ended')],
+                "verbose_name": "job",
+                "verbose_name_plural": "job history",
+                "ordering": ("-created_at", "-id"),
+                "permissions": (
+                    ("requeue_job", "Can requeue failed, stopped or canceled jobs"),
+                    ("cancel_job", "Can cancel waiting jobs"),
+                    ("stop_job", "Can stop running jobs"),
+                    ("delete_job", "Can delete jobs"),
+                    ("empty_queue", "Can empty a queue"),
+                ),
+                "default_permissions": ("view",),
+                "indexes": [models.Index(fields=["status", "ended_at"], name="jobrecord_status_ended")],
             },
         ),
     ]

@@ -9,6 +9,7 @@ script, not a management command: nobody should be one typo away from faking a p
 """
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -74,7 +75,11 @@ def make_row(rng: random.Random, created_at: datetime, user_ids: dict[str, int])
     elif kind == "thumbnail":
         name = f"uploads/{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}.jpg"
         fields.update(function="tasks_app.tasks.make_thumbnails", description=f"Thumbnails of {name}")
-        result = f'{{"thumbnails": ["{name}"]}}'
+        thumbnails = [
+            {"size": size, "url": f"/media/{name[:-4]}-{size}.jpg", "width": size, "height": size * 3 // 4}
+            for size in (128, 512)
+        ]
+        result = json.dumps({"original": {"width": 4000, "height": 3000}, "thumbnails": thumbnails})
     else:
         fields["email"] = email = f"user{rng.randrange(50_000)}@example.{rng.choice(('com', 'org', 'net'))}"
         fields.update(function="tasks_app.tasks.send_confirmation_email", description=f"Confirmation email to {email}")

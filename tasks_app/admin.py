@@ -111,8 +111,9 @@ def readable_result(result: str) -> str:
         value = json.loads(result)
     except ValueError:  # shortened when stored, or not JSON at all
         return format_html('<span title="{}">{}</span>', result, Truncator(result).chars(60))
-    if isinstance(value, dict) and value.get("thumbnails"):
-        by_size = sorted(value["thumbnails"], key=lambda thumbnail: thumbnail.get("size", 0))
+    thumbnails = value.get("thumbnails") if isinstance(value, dict) else None
+    if thumbnails and all(isinstance(thumbnail, dict) for thumbnail in thumbnails):
+        by_size = sorted(thumbnails, key=lambda thumbnail: thumbnail.get("size", 0))
         return format_html(
             '<a href="{}"><img class="job-thumbnail" src="{}" alt="thumbnail, {} by {} pixels"></a>',
             by_size[-1].get("url", ""),

@@ -103,9 +103,9 @@ def test_history_filters_have_readable_names(admin_client_):
     add_row("a", "finished", task_type=0)
     add_row("b", "failed", function="tests.support.jobs.explode", task_type=None)
     filters = admin_client_.get(HISTORY).content.decode().split('id="changelist-filter"')[1]
-    for label in ("instant sleep", "long sleep", "thumbnails or email", ">sleep task<", ">explode<"):
+    for label in ("instant sleep", "long sleep", "thumbnails or email", ">sleep<", ">confirmation email<"):
         assert label in filters
-    assert ">tasks_app.tasks.sleep_task<" not in filters and ">0<" not in filters and ">-<" not in filters
+    assert ">confirmation_email<" not in filters and ">0<" not in filters and ">-<" not in filters
 
 
 @pytest.mark.parametrize(
@@ -115,6 +115,7 @@ def test_history_filters_have_readable_names(admin_client_):
         ("queue__exact=high", ["c-high"]),
         ("task_type__exact=3", ["c-high"]),
         ("function__exact=tests.support.jobs.explode", ["b-failed"]),
+        ("task_type__exact=none", ["b-failed"]),  # "thumbnails or email": the tasks without a type
         ("q=a-fin", ["a-finished"]),  # the start of a job id
         ("q=grace", ["b-failed"]),  # a submitter's user name
         ("q=203.0.113.9", ["c-high"]),  # a submitter's address
@@ -122,7 +123,7 @@ def test_history_filters_have_readable_names(admin_client_):
 )
 def test_history_filters_and_search(admin_client_, query, expected):
     add_row("a-finished", "finished", submitter_username="ada")
-    add_row("b-failed", "failed", function="tests.support.jobs.explode", submitter_username="grace")
+    add_row("b-failed", "failed", function="tests.support.jobs.explode", submitter_username="grace", task_type=None)
     add_row("c-high", "queued", queue="high", task_type=3, submitter_ip="203.0.113.9")
     assert sorted(listed_ids(admin_client_.get(f"{HISTORY}?{query}"))) == expected
 
@@ -186,7 +187,6 @@ def test_search_finds_the_email_address_a_job_sent_to(admin_client_, fake_redis)
 def test_anonymous_finds_the_jobs_no_account_submitted(admin_client_):
     add_row("by-ada", "finished", submitter_username="ada", submitter_ip="192.0.2.1")
     add_row("by-nobody", "finished", submitter_ip="198.51.100.7")
-    assert admin_client_.get(HISTORY, {"q": "anonymous"}).content.decode().count("anonymous (198.51.100.7)") == 1
     assert searched(admin_client_, "anonymous") == ["by-nobody"]
     assert searched(admin_client_, "Anonymous") == ["by-nobody"]
 

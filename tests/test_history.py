@@ -432,7 +432,7 @@ def test_prune_deletes_a_long_history_in_batches(monkeypatch):
     with CaptureQueriesContext(connection) as queries:
         assert history.prune_history(30) == 5
     assert [job_id for job_id in JobRecord.objects.values_list("job_id", flat=True)] == ["recent"]
-    assert len([query for query in queries if query["sql"].startswith("DELETE")]) == 3
+    assert len([query for query in queries if query["sql"].startswith('DELETE FROM "tasks_app_jobrecord"')]) == 3
 
 
 def test_retention_comes_from_the_environment():

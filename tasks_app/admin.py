@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import DateFieldListFilter, helpers
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.db import connections as databases
 from django.db.models import Q, QuerySet
@@ -132,7 +133,11 @@ class StaticChoicesFilter(admin.SimpleListFilter):
     """Filter on a field by choices that settings or code define (parameter_name: `<field>__exact`)."""
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset if self.value() is None else queryset.filter(**{self.parameter_name: self.value()})
+        if self.value() is None:
+            return queryset
+        if self.value() not in {str(value) for value, _ in self.lookup_choices}:
+            raise IncorrectLookupParameters(f"{self.title}: no such choice")  # the admin's "?e=1" page
+        return queryset.filter(**{self.parameter_name: self.value()})
 
 
 class QueueFilter(StaticChoicesFilter):
@@ -201,8 +206,8 @@ class JobRecordAdmin(admin.ModelAdmin):
     # Each filter's choices are known without a query: a DISTINCT over the whole history would be
     # slow at millions of rows (for the same reason there is no date_hierarchy).
     list_filter = ("status", QueueFilter, TypeFilter, TaskFilter, ("created_at", DateFieldListFilter))
-    # What each word matches is search_condition's; these only make the admin show the search box.
-    search_fields = ("job_id", "submitter_username", "email", "error", "description", "function")
+    # What each word matches is search_condition's; a search field only makes the admin show the box.
+    search_fields = ("job_id",)
     search_help_text = (
         "A job id or a part of it, an email address it sent to, a word of its error or task, "
         "a user name, anonymous, or an IP address."
@@ -506,7 +511,7 @@ class JobRecordAdmin(admin.ModelAdmin):
             "consequence": CONFIRMED_ACTIONS[action][1],
             "records": [(record, self.task(record), record.status in statuses) for record in records],
             "applies": sum(record.status in statuses for record in records),
-            "next": request.POST.get("next", ""),
+            "next": safe_next(request),
         }
         return TemplateResponse(request, "admin/tasks_app/jobrecord/confirm_action.html", context)
 
@@ -524,10 +529,14 @@ def report_refused(request: HttpRequest, outcome: jobs.BulkRequeue) -> None:
 
 def redirect_to_next(request: HttpRequest, field: str = "next") -> HttpResponse | None:
     """Back to the page the action came from (the job's own page), if it is ours; else the list."""
+    target = safe_next(request, field)
+    return HttpResponseRedirect(target) if target else None
+
+
+def safe_next(request: HttpRequest, field: str = "next") -> str:
+    """The posted page to go back to, if it is on this site; else ""."""
     target = request.POST.get(field, "")
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        return HttpResponseRedirect(target)
-    return None
+    return target if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()) else ""
 
 
 def exact_time(moment) -> str:
@@ -645,7 +654,7 @@ class GuardedDashboardAdmin(QueueAdmin):
                 # Gone between the page and the click (expired, or deleted by someone else).
                 messages.warning(request, f"Nothing done to a job that no longer exists: {exc}")
                 return HttpResponseRedirect(reverse(f"{self.admin_site.name}:django_rq_home"))
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, connections.QueueUnavailable) as exc:
                 return admin_views.redis_unavailable(request, self.admin_site, exc)
             finally:
                 if changed:

@@ -47,7 +47,7 @@ def on_stopped(job: Job, connection, *args, **kwargs) -> None:
     """A running job was stopped on request (runs in the worker, which killed the work horse)."""
 
     def stopped() -> TaskStatus:
-        job.refresh()  # this process's copy predates the run: its start, worker and progress
+        read_run(job)
         return describe(job, JobStatus.STOPPED, error=failure_message(job, JobStatus.STOPPED, None))
 
     report(job, stopped)
@@ -55,8 +55,19 @@ def on_stopped(job: Job, connection, *args, **kwargs) -> None:
 
 def on_work_horse_killed(job: Job, retpid: int, ret_val: int, rusage) -> None:
     """The process running a job died without a word (killed, out of memory): a worker option, not a job callback."""
-    job.refresh()  # this process's copy predates the run: its start, worker and progress
-    ended_with_failure(job, f"Work-horse terminated unexpectedly; waitpid returned {ret_val}")
+    try:
+        read_run(job)
+        ended_with_failure(job, f"Work-horse terminated unexpectedly; waitpid returned {ret_val}")
+    except Exception:  # RQ's worker would quit, leaving the job in its started registry
+        logger.exception("job_id=%s: could not report its killed work horse", job.id)
+
+
+def read_run(job: Job) -> None:
+    """Load the run's start, worker and progress into the worker's copy of the job, which predates the
+    run, keeping the end time RQ has just set on it for its own failure handling."""
+    ended_at = job.ended_at
+    job.refresh()
+    job.ended_at = ended_at
 
 
 def ended_with_failure(job: Job, exc_string: str) -> None:

@@ -271,7 +271,7 @@ def depth_series(spans: list[tuple[datetime, datetime | None]], samples: list[da
 
 def queue_depths() -> list[QueueDepth]:
     depths = []
-    for index, name in enumerate(sorted(settings.RQ_QUEUES)):  # django-rq numbers queues by sorted name
+    for name, index in sorted(get_queues_map().items(), key=lambda item: item[1]):
         queue = get_queue(name)
         # cleanup=False: counting must not make RQ fail expired jobs behind the history's back.
         depths.append(

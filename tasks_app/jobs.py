@@ -26,7 +26,14 @@ from tasks_app import tasks, thumbnails
 from tasks_app.connections import DEFAULT_QUEUE, get_connection, get_queue, redis_outage_as_unavailable
 from tasks_app.history import NEW_JOBS_KEY
 from tasks_app.signals import send_status_changed
-from tasks_app.status import REQUEUABLE_STATUSES, TERMINAL_STATUSES, describe, fetch_job
+from tasks_app.status import (
+    REQUEUABLE_STATUSES,
+    TASK_ID_PATTERN,
+    TERMINAL_STATUSES,
+    describe,
+    fetch_job,
+    is_json_job,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +265,8 @@ def requeue_job(job: Job, check_only: bool = False) -> str:
                 raise TaskStateConflict(message, status)
             if check_only:
                 return status
-            job.meta["progress"] = 0  # saved with the job by the registry's requeue
+            job.meta["progress"] = 0
+            job.save_meta()
             if status == JobStatus.CANCELED:
                 registry = CanceledJobRegistry(job.origin, connection=job.connection, serializer=JSONSerializer)
             else:
@@ -285,11 +293,13 @@ def requeue_tasks(task_ids: list[str], check_only: bool = False) -> BulkRequeue:
     outcome = BulkRequeue()
     for start in range(0, len(task_ids), REQUEUE_BATCH):
         batch = task_ids[start : start + REQUEUE_BATCH]
+        ours = [task_id for task_id in batch if TASK_ID_PATTERN.match(task_id)]
+        outcome.missing += [task_id for task_id in batch if not TASK_ID_PATTERN.match(task_id)]
         with redis_outage_as_unavailable():
-            fetched = Job.fetch_many(batch, connection=get_connection(), serializer=JSONSerializer)
+            fetched = Job.fetch_many(ours, connection=get_connection(), serializer=JSONSerializer)
         with transaction.atomic():  # the history rows of a batch in one commit
-            for task_id, job in zip(batch, fetched, strict=True):
-                if job is None:
+            for task_id, job in zip(ours, fetched, strict=True):
+                if job is None or not is_json_job(job):
                     outcome.missing.append(task_id)
                     continue
                 try:

@@ -80,18 +80,26 @@ def fetch_job(task_id: str) -> Job:
     try:
         with status_read(task_id):
             job = Job.fetch(task_id, connection=get_connection(), serializer=JSONSerializer)
-        job.func_name  # noqa: B018 - decodes the payload now, so a non-JSON job is refused here
     except NoSuchJobError:
         raise TaskNotFound(task_id) from None
     except RedisResponseError as exc:  # WRONGTYPE: something other than a job sits under its key
         logger.warning("job_id=%s is not a job: %s", task_id, exc)
         raise TaskNotFound(task_id) from None
-    except DeserializationError:
+    if not is_json_job(job):
         logger.warning("job_id=%s is not a JSON job; refusing to read it", task_id)
-        raise TaskNotFound(task_id) from None
+        raise TaskNotFound(task_id)
     if job.get_status(refresh=False) is None:  # not a hash RQ wrote
         raise TaskNotFound(task_id)
     return job
+
+
+def is_json_job(job: Job) -> bool:
+    """Whether a fetched job's payload reads as JSON: a job planted as pickle is not one of ours."""
+    try:
+        job.func_name  # noqa: B018 - decodes the payload
+    except DeserializationError:
+        return False
+    return True
 
 
 def get_task_status(task_id: str) -> TaskStatus:

@@ -558,3 +558,18 @@ def test_a_viewers_session_gets_the_metrics(real_redis):  # noqa: F811
 def test_the_bearer_scheme_is_read_in_any_case(real_redis, token, path, scheme):  # noqa: F811
     response = Client().get(f"{DASHBOARD}/{path}", HTTP_AUTHORIZATION=f"{scheme} {token}")
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "task_type__exact=abc",
+        "task_type__exact=99999999999999999999999",
+        "queue__exact=nope",
+        "kind__exact=nope",
+    ],
+)
+def test_a_filter_value_it_does_not_offer_is_the_admins_error_page_not_a_500(admin_client_, query):
+    add_row("a", "finished")
+    response = admin_client_.get(f"{HISTORY}?{query}")
+    assert response.status_code == 302 and response["Location"].endswith("?e=1")

@@ -69,7 +69,9 @@ def test_the_email_arrives_and_its_link_confirms_the_address(live_server, start_
     assert 'The address is <strong class="status-finished">confirmed</strong>' in html
 
 
-def test_a_refusal_is_retried_with_back_off_and_one_message_arrives(live_server, start_worker, mail_server, settings):
+def test_a_refusal_is_retried_with_back_off_and_one_message_arrives(
+    live_server, start_scheduler, start_worker, mail_server, settings
+):
     settings.TASK_POLICIES = {
         **settings.TASK_POLICIES,
         "confirmation_email": {"timeout": 30, "max_retries": 3, "retry_intervals": [2]},
@@ -77,7 +79,8 @@ def test_a_refusal_is_retried_with_back_off_and_one_message_arrives(live_server,
     mailbox = Mailbox(refuse_first=1)  # 451: the server is busy, try again later
     port = mail_server(mailbox)
     task_id = request_email(live_server.url, "grace@example.org")
-    start_worker("--with-scheduler", burst=False, **smtp_env(port, live_server.url))
+    start_scheduler("tests")
+    start_worker(burst=False, **smtp_env(port, live_server.url))
 
     final = wait_until(
         lambda: (data := task_status(live_server.url, task_id))["task_status"] == "finished" and data,

@@ -42,13 +42,14 @@ def test_cancel_a_queued_task_and_it_never_runs(live_server, start_worker):
     assert again.status == 409 and again.body["errors"] == {"task_status": ["canceled"]}
 
 
-def test_cancel_a_scheduled_task(live_server, start_worker):
+def test_cancel_a_scheduled_task(live_server, start_scheduler, start_worker):
     reply = request(f"{live_server.url}/tasks", "POST", {"type": 1, "delay": 2})
     task_id = reply.body["data"]["task_id"]
     assert task_status(live_server.url, task_id)["task_status"] == "scheduled"
     assert cancel(live_server.url, task_id).status == 200
 
-    start_worker("--with-scheduler", burst=False)
+    start_scheduler("tests")
+    start_worker(burst=False)
     time.sleep(3.5)  # past the original start time: the scheduler must not have revived it
     data = task_status(live_server.url, task_id)
     assert data["task_status"] == "canceled" and data["started_at"] is None
@@ -76,12 +77,13 @@ def test_cancel_a_finished_task_is_a_conflict(live_server, start_worker):
     assert reply.body["status"] == "error" and "already ended" in reply.body["message"]
 
 
-def test_transient_failure_is_retried_then_finishes(live_server, real_redis, start_worker, settings):
+def test_transient_failure_is_retried_then_finishes(live_server, real_redis, start_scheduler, start_worker, settings):
     settings.TASK_POLICIES = {"sleep": {"timeout": 30, "max_retries": 2, "retry_intervals": [1]}}
     task_id = jobs.enqueue_call("tests.support.jobs.flaky", ("test:flaky-runs", 1), kind="sleep", description="flaky")
     assert task_status(live_server.url, task_id)["attempt"] == 1
 
-    start_worker("--with-scheduler", burst=False)
+    start_scheduler("tests")
+    start_worker(burst=False)
     final = status_becomes(live_server.url, task_id, "finished")
     assert final["task_result"] == "succeeded on run 2"
     assert (final["attempt"], final["max_attempts"]) == (2, 3)
@@ -106,8 +108,9 @@ def test_a_task_past_its_timeout_fails_with_a_clear_message(live_server, start_w
     assert (parse(final["ended_at"]) - parse(final["started_at"])).total_seconds() < 5
 
 
-def test_a_delayed_task_is_scheduled_then_runs_on_time(live_server, start_worker):
-    start_worker("--with-scheduler", burst=False)
+def test_a_delayed_task_is_scheduled_then_runs_on_time(live_server, start_scheduler, start_worker):
+    start_scheduler("tests")
+    start_worker(burst=False)
     requested_at = datetime.now(UTC)
     reply = request(f"{live_server.url}/tasks", "POST", {"type": 0, "delay": 3})
     assert reply.status == 202

@@ -46,6 +46,7 @@ class Command(BaseCommand):
                     scheduler.enqueue_scheduled_jobs()
             except connections.QueueUnavailable as exc:  # Redis restarting or failing over: wait, as workers do
                 logger.warning("scheduler %s cannot reach Redis: %s", name, exc)
+                registered = False  # a Redis that comes back empty has forgotten it
             stopping.wait(scheduler.interval)
         try:
             with connections.redis_outage_as_unavailable():

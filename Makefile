@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test test-compose lint format bench bench-images bench-history bench-load check-system-run check-system-test clean
+.PHONY: run test test-compose lint format screenshots bench bench-images bench-history bench-load check-system-run check-system-test clean
 
 # `make run`: the Procfile through honcho: the production server (uvicorn, reloading on code
 # changes), WORKERS workers, RQ's scheduler and a private Redis (data in REDIS_DIR, var/redis)
@@ -51,6 +51,10 @@ lint: $(VENV)/.dev
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Retake docs/screenshots/*.png from a private stack with real jobs (needs chromium).
+screenshots: $(VENV)/.dev check-system-test
+	$(PY) docs/screenshots/take.py
 
 # The site beside the Flask tutorial's views (bench/peer.py) under stock servers, written to
 # bench/RESULTS.md (needs wrk).

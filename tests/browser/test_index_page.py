@@ -124,6 +124,8 @@ def test_on_a_phone_a_running_task_says_stop_and_asks_before_stopping(live_serve
     row.get_by_role("button", name="Stop").click()
     expect(row.get_by_role("button", name="Stop")).to_be_enabled()
     assert posts == []  # declined: nothing was sent
+    waiting.get_by_role("button", name="Cancel").click()  # or it starts next, and the worker waits it out
+    expect(waiting.locator('[data-field="status"]')).to_have_text("canceled")
     page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Stop").click()
     expect(row.locator('[data-field="status"]')).to_have_text("stopped", timeout=10_000)
